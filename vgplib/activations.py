@@ -1,0 +1,128 @@
+"""Named activation functions, their derivatives and the supremum of |phi'|.
+
+The supremum bounds each layer's contribution to a backward product: with
+``J_l = diag(phi'(h_l)) W_l`` we have ``||J_l|| <= sup|phi'| * ||W_l||``, so a sigmoid network
+loses at least a factor 4 per layer unless its weights make up for it (Hochreiter 1991;
+Bengio, Simard & Frasconi 1994).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vgplib._validate import check_name
+
+Array = jax.Array
+
+LEAKY_RELU_SLOPE = 0.01
+
+
+class Activation(NamedTuple):
+    """An activation ``fn``, its derivative ``grad`` and ``sup_grad = sup_x |phi'(x)|``."""
+
+    name: str
+    fn: Callable[[Array], Array]
+    grad: Callable[[Array], Array]
+    sup_grad: float
+
+
+def _sigmoid_grad(x: Array) -> Array:
+    s = jax.nn.sigmoid(x)
+    return s * (1.0 - s)
+
+
+def _tanh_grad(x: Array) -> Array:
+    return 1.0 - jnp.tanh(x) ** 2
+
+
+def _relu_grad(x: Array) -> Array:
+    # The subgradient at 0 is taken as 0, as jax.grad(jax.nn.relu)(0.0) does.
+    return jnp.where(x > 0, 1.0, 0.0).astype(jnp.result_type(x, float))
+
+
+def _leaky_relu(x: Array) -> Array:
+    return jnp.where(x > 0, x, LEAKY_RELU_SLOPE * x)
+
+
+def _leaky_relu_grad(x: Array) -> Array:
+    return jnp.where(x > 0, 1.0, LEAKY_RELU_SLOPE).astype(jnp.result_type(x, float))
+
+
+def _elu(x: Array) -> Array:
+    # expm1 on the clipped argument keeps the unused branch finite (no inf * 0 in the gradient).
+    return jnp.where(x > 0, x, jnp.expm1(jnp.minimum(x, 0.0)))
+
+
+def _elu_grad(x: Array) -> Array:
+    return jnp.where(x > 0, 1.0, jnp.exp(jnp.minimum(x, 0.0)))
+
+
+def _swish(x: Array) -> Array:
+    return x * jax.nn.sigmoid(x)
+
+
+def _swish_grad(x: Array) -> Array:
+    s = jax.nn.sigmoid(x)
+    return s * (1.0 + x * (1.0 - s))
+
+
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _gelu(x: Array) -> Array:
+    # The exact GELU x * Phi(x) (Hendrycks & Gimpel 2016), not the tanh approximation.
+    return 0.5 * x * (1.0 + jax.lax.erf(x / _SQRT2))
+
+
+def _gelu_grad(x: Array) -> Array:
+    return 0.5 * (1.0 + jax.lax.erf(x / _SQRT2)) + x * _INV_SQRT_2PI * jnp.exp(-0.5 * x**2)
+
+
+def _erf_grad(x: Array) -> Array:
+    return (2.0 / math.sqrt(math.pi)) * jnp.exp(-(x**2))
+
+
+def _linear(x: Array) -> Array:
+    return x
+
+
+def _linear_grad(x: Array) -> Array:
+    return jnp.ones_like(x)
+
+
+# sup |swish'| is attained at x ~ 2.3994 where swish'(x) ~ 1.0998 (root of swish''(x) = 0).
+_SWISH_SUP = 1.0998393194572
+# sup |gelu'| = gelu'(sqrt(2)) = Phi(sqrt 2) + sqrt(2) phi(sqrt 2) ~ 1.1289 (gelu'' = phi (2 - x^2)).
+_GELU_SUP = 0.5 * (1.0 + math.erf(1.0)) + _SQRT2 * _INV_SQRT_2PI * math.exp(-1.0)
+
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": Activation("sigmoid", jax.nn.sigmoid, _sigmoid_grad, 0.25),
+    "tanh": Activation("tanh", jnp.tanh, _tanh_grad, 1.0),
+    "relu": Activation("relu", jax.nn.relu, _relu_grad, 1.0),
+    "leaky_relu": Activation("leaky_relu", _leaky_relu, _leaky_relu_grad, 1.0),
+    "elu": Activation("elu", _elu, _elu_grad, 1.0),
+    "swish": Activation("swish", _swish, _swish_grad, _SWISH_SUP),
+    "gelu": Activation("gelu", _gelu, _gelu_grad, _GELU_SUP),
+    "erf": Activation("erf", jax.lax.erf, _erf_grad, 2.0 / math.sqrt(math.pi)),
+    "linear": Activation("linear", _linear, _linear_grad, 1.0),
+}
+ACTIVATIONS["silu"] = ACTIVATIONS["swish"]._replace(name="silu")
+
+ACTIVATION_NAMES: tuple[str, ...] = tuple(ACTIVATIONS)
+
+
+def get_activation(activation: str | Activation) -> Activation:
+    """Return the :class:`Activation` named ``activation`` (one of :data:`ACTIVATION_NAMES`).
+
+    An :class:`Activation` passes through unchanged, so every function that takes an activation
+    name also takes a custom ``Activation(name, fn, grad, sup_grad)``.
+    """
+    if isinstance(activation, Activation):
+        return activation
+    check_name("activation", activation, ACTIVATIONS)
+    return ACTIVATIONS[activation]

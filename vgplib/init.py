@@ -1,0 +1,139 @@
+"""Weight initializers for MLPs: one layer at a time, or a whole network of given widths.
+
+Every initializer returns ``{"W": (fan_out, fan_in), "b": (fan_out,)}``. The weight variance
+``Var(W_ij)`` decides the per-layer gradient factor: for a linear network the backward signal
+is multiplied by about ``fan_out * Var(W)`` per layer (Glorot & Bengio 2010), and in the
+mean-field limit by ``chi_1 = sigma_w^2 E[phi'(h)^2]`` with ``sigma_w^2 = fan_in * Var(W)``
+(Schoenholz et al. 2017).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from vgplib._validate import check_name, check_positive, check_positive_int
+
+Array = jax.Array
+Layer = dict[str, Array]
+
+
+def _uniform(key: Array, shape: tuple[int, ...], limit: float, dtype) -> Array:
+    return jax.random.uniform(key, shape, dtype, minval=-limit, maxval=limit)
+
+
+def _orthogonal(key: Array, fan_in: int, fan_out: int, dtype) -> Array:
+    # QR of a Gaussian matrix with the sign of diag(R) folded into Q is Haar-distributed
+    # (Mezzadri 2007); a rectangular result has orthonormal rows or columns.
+    n, m = max(fan_in, fan_out), min(fan_in, fan_out)
+    a = jax.random.normal(key, (n, m), dtype)
+    q, r = jnp.linalg.qr(a)
+    q = q * jnp.sign(jnp.diagonal(r))
+    return q if fan_out >= fan_in else q.T
+
+
+def init_layer(
+    key: Array,
+    fan_in: int,
+    fan_out: int,
+    init: str = "gaussian",
+    sigma_w: float = 1.0,
+    sigma_b: float = 0.0,
+    mean_scale: float = 1.0,
+    dtype=jnp.float32,
+) -> Layer:
+    """Initialize one dense layer ``h = W x + b`` with ``W`` of shape ``(fan_out, fan_in)``.
+
+    ``init`` is one of :data:`INIT_NAMES`:
+
+    - ``gaussian``: ``W ~ N(0, sigma_w^2 / fan_in)``, ``b ~ N(0, sigma_b^2)`` (the mean-field
+      parametrization of Poole et al. 2016 and Schoenholz et al. 2017).
+    - ``standard``: ``W ~ U[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, so ``fan_in Var(W) = 1/3``: the
+      pre-2010 default that Glorot & Bengio (2010) show makes back-propagated gradients shrink.
+    - ``glorot_uniform``: ``W ~ U[-a, a]``, ``a = sqrt(6 / (fan_in + fan_out))`` (Glorot & Bengio
+      2010, eq. 16, "normalized initialization").
+    - ``glorot_normal``: ``W ~ N(0, 2 / (fan_in + fan_out))``.
+    - ``he``: ``W ~ N(0, 2 / fan_in)`` (He et al. 2015), so that ``chi_1 = 1`` for ReLU.
+    - ``balanced``: ``W ~ N(0, 2 / (fan_in + fan_out))`` scaled by ``sigma_w``: the compromise
+      between preserving forward and backward variance, equal to Glorot's for ``sigma_w = 1``.
+    - ``orthogonal``: ``W = sigma_w Q`` with ``Q`` Haar-orthogonal (Saxe, McClelland & Ganguli
+      2014); all singular values equal ``sigma_w`` (dynamical isometry for linear nets).
+    - ``negative_mean``: ``W ~ U[-1/sqrt(fan_in), 1/sqrt(fan_in)] - mean_scale / fan_in``, the
+      idea of Yilmaz & Poli (2022) for logistic-sigmoid MLPs: a negative weight mean, inversely
+      proportional to the number of units, offsets the positive mean (about 1/2) of sigmoid
+      outputs. The paper's recommended constant could not be checked here; ``mean_scale`` is
+      exposed so that a chapter can sweep it.
+
+    Biases are ``N(0, sigma_b^2)`` for every init (zero by default).
+    """
+    fan_in = check_positive_int("fan_in", fan_in)
+    fan_out = check_positive_int("fan_out", fan_out)
+    check_name("init", init, INIT_NAMES)
+    sigma_w = check_positive("sigma_w", sigma_w)
+    sigma_b = check_positive("sigma_b", sigma_b, allow_zero=True)
+    mean_scale = check_positive("mean_scale", mean_scale, allow_zero=True)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype; got {dtype}")
+    key_w, key_b = jax.random.split(key)
+    shape = (fan_out, fan_in)
+    if init == "gaussian":
+        W = sigma_w / math.sqrt(fan_in) * jax.random.normal(key_w, shape, dtype)
+    elif init == "standard":
+        W = _uniform(key_w, shape, 1.0 / math.sqrt(fan_in), dtype)
+    elif init == "glorot_uniform":
+        W = _uniform(key_w, shape, math.sqrt(6.0 / (fan_in + fan_out)), dtype)
+    elif init == "glorot_normal":
+        W = math.sqrt(2.0 / (fan_in + fan_out)) * jax.random.normal(key_w, shape, dtype)
+    elif init == "he":
+        W = math.sqrt(2.0 / fan_in) * jax.random.normal(key_w, shape, dtype)
+    elif init == "balanced":
+        W = sigma_w * math.sqrt(2.0 / (fan_in + fan_out)) * jax.random.normal(key_w, shape, dtype)
+    elif init == "orthogonal":
+        W = sigma_w * _orthogonal(key_w, fan_in, fan_out, dtype)
+    else:  # negative_mean
+        W = _uniform(key_w, shape, 1.0 / math.sqrt(fan_in), dtype) - mean_scale / fan_in
+    b = sigma_b * jax.random.normal(key_b, (fan_out,), dtype)
+    return {"W": W, "b": b}
+
+
+INIT_NAMES: tuple[str, ...] = (
+    "gaussian",
+    "standard",
+    "glorot_uniform",
+    "glorot_normal",
+    "he",
+    "balanced",
+    "orthogonal",
+    "negative_mean",
+)
+
+
+def init_mlp(
+    key: Array,
+    widths: Sequence[int],
+    init: str = "gaussian",
+    sigma_w: float = 1.0,
+    sigma_b: float = 0.0,
+    mean_scale: float = 1.0,
+    dtype=jnp.float32,
+) -> list[Layer]:
+    """Initialize an MLP with layer widths ``widths = [n_0, n_1, ..., n_L]`` (L layers).
+
+    Returns ``[{"W": (n_1, n_0), "b": (n_1,)}, ..., {"W": (n_L, n_{L-1}), "b": (n_L,)}]``; layer
+    ``l`` gets its own key from ``jax.random.split(key, L)``, so results are reproducible.
+    See :func:`init_layer` for the initializers.
+    """
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise TypeError(f"widths must be a sequence of layer widths [n_0, ..., n_L]; got {widths!r}")
+    if len(widths) < 2:
+        raise ValueError(f"widths must list at least an input and an output width; got {list(widths)}")
+    for i, w in enumerate(widths):
+        check_positive_int(f"widths[{i}]", w)
+    keys = jax.random.split(key, len(widths) - 1)
+    return [
+        init_layer(k, int(n_in), int(n_out), init, sigma_w, sigma_b, mean_scale, dtype)
+        for k, n_in, n_out in zip(keys, widths[:-1], widths[1:])
+    ]

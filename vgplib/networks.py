@@ -1,0 +1,96 @@
+"""Multi-layer perceptrons as pure functions of a list-of-layers parameter pytree.
+
+Convention (used throughout the book): ``h_l = W_l x_{l-1} + b_l`` (pre-activation) and
+``x_l = phi(h_l)`` (activation) for ``l = 1..L``; with ``residual=True``,
+``x_l = x_{l-1} + phi(h_l)`` (He et al. 2016), which needs equal widths.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vgplib._validate import as_array, check_finite, check_mlp_params
+from vgplib.activations import Activation, get_activation
+
+Array = jax.Array
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class Trace(NamedTuple):
+    """Every layer of a forward pass: ``pre[l-1] = h_l`` and ``post[l] = x_l`` (``post[0] = x``)."""
+
+    pre: list[Array]
+    post: list[Array]
+
+
+def check_mlp_input(params, x, residual: bool = False) -> Array:
+    """Validate ``params`` and an input ``x`` of shape ``(n_0,)`` or ``(B, n_0)``; return ``x``."""
+    shapes = check_mlp_params(params)
+    x = as_array("x", x, (1, 2))
+    n_0 = shapes[0][1]
+    if x.shape[-1] != n_0:
+        raise ValueError(f"x has width {x.shape[-1]} but params[0]['W'] expects inputs of width {n_0}")
+    if residual and any(n_out != n_in for n_out, n_in in shapes):
+        raise ValueError(f"residual=True needs square layers (n_out == n_in); got W shapes {shapes}")
+    check_finite("x", x)
+    return x
+
+
+def dense(layer, x: Array) -> Array:
+    """``h = W x + b`` for ``x`` of shape ``(n_in,)`` or ``(B, n_in)``, at full float32 precision.
+
+    ``precision=HIGHEST`` keeps GPUs from rounding float32 matmuls to TF32 (about 3e-3 relative
+    error per product on an H100); on CPU it changes nothing.
+    """
+    return jnp.matmul(x, layer["W"].T, precision=HIGHEST) + layer["b"]
+
+
+def _layer(layer, x: Array, act: Activation, residual: bool) -> tuple[Array, Array]:
+    h = dense(layer, x)
+    out = act.fn(h)
+    return h, (x + out if residual else out)
+
+
+def mlp_forward(
+    params,
+    x,
+    activation: str | Activation = "tanh",
+    residual: bool = False,
+    linear_output: bool = False,
+    return_all: bool = False,
+) -> Array | Trace:
+    """Run the MLP ``x_l = phi(W_l x_{l-1} + b_l)`` on ``x`` of shape ``(n_0,)`` or ``(B, n_0)``.
+
+    ``linear_output=True`` leaves the last layer without ``phi`` (logits for a classifier).
+    With ``return_all=True`` returns a :class:`Trace` of every pre-activation and activation.
+    """
+    act = get_activation(activation)
+    x = check_mlp_input(params, x, residual)
+    pre, post = [], [x]
+    for i, layer in enumerate(params):
+        if linear_output and i == len(params) - 1:
+            h = dense(layer, x)
+            x = h
+        else:
+            h, x = _layer(layer, x, act, residual)
+        pre.append(h)
+        post.append(x)
+    return Trace(pre, post) if return_all else x
+
+
+def stack_params(params) -> dict[str, Array]:
+    """Stack equal-shape layers into ``{"W": (L, n, n), "b": (L, n)}`` for ``lax.scan``."""
+    shapes = check_mlp_params(params)
+    if len(set(shapes)) != 1:
+        raise ValueError(f"stack_params needs layers of one shape; got {sorted(set(shapes))}")
+    return {"W": jnp.stack([p["W"] for p in params]), "b": jnp.stack([p["b"] for p in params])}
+
+
+def unstack_params(stacked: dict[str, Array]) -> list[dict[str, Array]]:
+    """Inverse of :func:`stack_params`."""
+    if not isinstance(stacked, dict) or "W" not in stacked or "b" not in stacked:
+        raise TypeError("stacked must be a dict with keys 'W' (L, n, n) and 'b' (L, n)")
+    return [{"W": W, "b": b} for W, b in zip(stacked["W"], stacked["b"])]
