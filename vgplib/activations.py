@@ -9,7 +9,8 @@ Bengio, Simard & Frasconi 1994).
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -84,13 +84,14 @@ def layer_jacobians(params, x, activation: str | Activation = "tanh", residual: 
         else:
             stacked = None
     if stacked is not None:
-        fn = lambda xi: _stacked_jacobians(stacked, xi, act, residual)[0]  # noqa: E731
+        fn = lambda xi: _stacked_jacobians(stacked, xi, act, residual)[0]
         return fn(x) if x.ndim == 1 else jax.vmap(fn)(x)
     # Unequal widths: one autodiff Jacobian per layer, in a Python loop.
+    jac = jax.jacfwd(_one_layer, argnums=1)
+    batched_jac = jax.vmap(jac, in_axes=(None, 0, None, None))
     Js = []
     for layer in params:
-        jac = jax.jacfwd(_one_layer, argnums=1)
-        Js.append(jac(layer, x, act, residual) if x.ndim == 1 else jax.vmap(lambda xi, lay=layer: jac(lay, xi, act, residual))(x))
+        Js.append(jac(layer, x, act, residual) if x.ndim == 1 else batched_jac(layer, x, act, residual))
         x = _one_layer(layer, x, act, residual)
     return Js
 
@@ -219,6 +220,16 @@ class LogNorms(NamedTuple):
     spectral: Array
 
 
+def _kahan_add(total: Array, comp: Array, term: Array) -> tuple[Array, Array]:
+    """Compensated summation (Kahan 1965): the running log-scale of 10,000 factors keeps its
+    last digits (plain float32 summation drifts by about 1e-5 relative over 2,000 terms)."""
+    y = term - comp
+    t = total + y
+    # -inf terms (a zero factor) pass through without turning the compensation into NaN.
+    comp = jnp.where(jnp.isfinite(t), (t - total) - y, 0.0)
+    return t, comp
+
+
 @jax.jit
 def _log_sweep(J: Array) -> tuple[Array, Array]:
     """Renormalized sweep ``P_l = exp(s_l) M_l``, ``||M_l||_F = 1``; returns ``s`` and ``sigma(M_l)``."""
@@ -227,15 +238,15 @@ def _log_sweep(J: Array) -> tuple[Array, Array]:
     s0 = 0.5 * jnp.log(jnp.asarray(n, J.dtype))
 
     def step(carry, J_l):
-        M, s = carry
+        M, s, comp = carry
         A = _mm(M, J_l)
         scale = jnp.linalg.norm(A)
         # A zero factor makes the product exactly 0: log-norm -inf, no NaN from 0/0.
         M_next = jnp.where(scale > 0, A / jnp.where(scale > 0, scale, 1), 0)
-        s_next = s + jnp.log(scale)
-        return (M_next, s_next), (s_next, jnp.linalg.svd(M_next, compute_uv=False))
+        s_next, comp = _kahan_add(s, comp, jnp.log(scale))
+        return (M_next, s_next, comp), (s_next, jnp.linalg.svd(M_next, compute_uv=False))
 
-    (_, _), (s, sv) = jax.lax.scan(step, (M0, s0), J, reverse=True)
+    _, (s, sv) = jax.lax.scan(step, (M0, s0, jnp.zeros_like(s0)), J, reverse=True)
     s = jnp.concatenate([s, s0[None]])
     sv = jnp.concatenate([sv, jnp.linalg.svd(M0, compute_uv=False)[None]], axis=0)
     return s, sv
@@ -269,14 +280,14 @@ def _qr_sweep(J: Array) -> Array:
     n = J.shape[-1]
 
     def step(carry, J_l):
-        Q, c = carry
+        Q, c, comp = carry
         # A_{l-1} = J_l^T A_l with A_l = P_l^T = Q R: re-orthonormalize J_l^T Q = Q' R'.
         Q_next, R = jnp.linalg.qr(_mm(J_l.T, Q))
-        c_next = c + jnp.log(jnp.abs(jnp.diagonal(R)))
-        return (Q_next, c_next), c_next
+        c_next, comp = _kahan_add(c, comp, jnp.log(jnp.abs(jnp.diagonal(R))))
+        return (Q_next, c_next, comp), c_next
 
     c0 = jnp.zeros(n, J.dtype)
-    _, cs = jax.lax.scan(step, (jnp.eye(n, dtype=J.dtype), c0), J, reverse=True)
+    _, cs = jax.lax.scan(step, (jnp.eye(n, dtype=J.dtype), c0, c0), J, reverse=True)
     return jnp.concatenate([cs, c0[None]], axis=0)
 
 
