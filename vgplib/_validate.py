@@ -52,7 +52,12 @@ def check_finite(arg: str, x: Any) -> None:
     for leaf in jax.tree_util.tree_leaves(x):
         if _is_tracer(leaf):
             continue
-        if not bool(np.all(np.isfinite(np.asarray(leaf)))):
+        if isinstance(leaf, jax.Array):  # reduce on the device: no host copy of a large stack
+            finite = bool(jax.numpy.isfinite(leaf).all()) if jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact) else True
+        else:
+            arr = np.asarray(leaf)
+            finite = bool(np.isfinite(arr).all()) if arr.dtype.kind in "fc" else True
+        if not finite:
             raise ValueError(f"{arg} must be finite; it contains NaN or inf")
 
 
