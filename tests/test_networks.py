@@ -74,3 +74,11 @@ def test_bad_input():
         vgplib.mlp_forward(params, jnp.ones(4), "softplus")
     with pytest.raises(TypeError, match="x must be an array"):
         vgplib.mlp_forward(params, "abcd")
+
+
+def test_public_functions_work_inside_jit_with_closed_over_params():
+    params = vgplib.init_mlp(KEY, [4, 4, 4])
+    x = jnp.linspace(-1.0, 1.0, 4)
+    jitted = jax.jit(lambda v: vgplib.log_norms(vgplib.layer_jacobians(params, v)).spectral)
+    np.testing.assert_allclose(jitted(x), vgplib.log_norms(vgplib.layer_jacobians(params, x)).spectral, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda v: vgplib.mlp_forward(params, v))(x), vgplib.mlp_forward(params, x), rtol=1e-6)

@@ -53,7 +53,11 @@ def check_finite(arg: str, x: Any) -> None:
         if _is_tracer(leaf):
             continue
         if isinstance(leaf, jax.Array):  # reduce on the device: no host copy of a large stack
-            finite = bool(jax.numpy.isfinite(leaf).all()) if jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact) else True
+            if not jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact):
+                continue
+            # A concrete array closed over inside jax.jit: evaluate now, do not trace.
+            with jax.ensure_compile_time_eval():
+                finite = bool(jax.numpy.isfinite(leaf).all())
         else:
             arr = np.asarray(leaf)
             finite = bool(np.isfinite(arr).all()) if arr.dtype.kind in "fc" else True
