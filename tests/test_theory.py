@@ -4,6 +4,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import vgplib
@@ -26,6 +27,15 @@ def test_quadrature_against_closed_forms():
     q = 0.7
     expected = 2 / math.pi * math.asin(2 * q / (1 + 2 * q))
     assert vgplib.gaussian_expectation(lambda h: jax.lax.erf(h) ** 2, q) == pytest.approx(expected, rel=1e-8)
+
+
+def test_quadrature_resolves_large_q():
+    """tanh'(sqrt(q) z)^2 is a bump of width ~1/sqrt(q) in z; check against a fine trapezoid rule in h."""
+    q = 50.0
+    h = np.linspace(-12 * math.sqrt(q), 12 * math.sqrt(q), 400_001)
+    pdf = np.exp(-(h**2) / (2 * q)) / math.sqrt(2 * math.pi * q)
+    reference = np.trapezoid((1 - np.tanh(h) ** 2) ** 2 * pdf, h)
+    assert vgplib.gaussian_expectation(lambda x: (1 - jnp.tanh(x) ** 2) ** 2, q) == pytest.approx(reference, rel=1e-7)
 
 
 def test_q_star_is_a_fixed_point_and_stable():
@@ -81,9 +91,45 @@ def test_chi1_against_wide_random_network():
         (lambda: vgplib.chi1("tanh", 1.0, q=float("nan")), ValueError, "q"),
         (lambda: vgplib.chi1("relu", 2.0), ValueError, "diverges"),
         (lambda: vgplib.depth_scale(0.0), ValueError, "chi"),
-        (lambda: vgplib.gaussian_expectation(jnp.tanh, 1.0, n=1), ValueError, "n"),
+        (lambda: vgplib.gaussian_expectation("tanh", 1.0), TypeError, "f must be callable"),
+        (lambda: vgplib.gaussian_expectation(jnp.tanh, -1.0), ValueError, "q"),
     ],
 )
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
+        call()
+
+
+def test_gaussian_lyapunov_exponents_closed_forms():
+    # n = 1: the exponent is E[ln |sigma_w z|] = ln sigma_w - (gamma + ln 2) / 2.
+    for sw in (0.5, 1.0, 3.0):
+        expected = math.log(sw) - 0.5 * (0.5772156649015329 + math.log(2.0))
+        assert vgplib.gaussian_lyapunov_exponents(1, sw)[0] == pytest.approx(expected, abs=1e-14)
+    # Half-integer digamma against jax.scipy's series implementation (an independent path).
+    n = 40
+    with jax.enable_x64(True):
+        psi = np.asarray(jax.scipy.special.digamma(jnp.arange(n, 0, -1, dtype=jnp.float64) / 2))
+    lam = vgplib.gaussian_lyapunov_exponents(n, 1.3)
+    np.testing.assert_allclose(lam, 0.5 * (math.log(2 * 1.3**2 / n) + psi), rtol=0, atol=1e-12)
+    assert np.all(np.diff(lam) < 0)  # largest first, strictly decreasing
+
+
+def test_gaussian_lyapunov_exponents_match_a_long_product():
+    # (1/L) ln s_i(W_L ... W_1) -> lambda_i; at L = 4000 the sampling error is ~0.01 per exponent.
+    n, L, sw = 8, 4000, 1.0
+    W = sw / math.sqrt(n) * jax.random.normal(jax.random.PRNGKey(11), (L, n, n))
+    rates = -np.sort(-np.asarray(vgplib.lyapunov_spectrum(W))[0]) / L
+    np.testing.assert_allclose(rates, vgplib.gaussian_lyapunov_exponents(n, sw), atol=0.03)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: vgplib.gaussian_lyapunov_exponents(0), "width"),
+        (lambda: vgplib.gaussian_lyapunov_exponents(2.5), "width"),
+        (lambda: vgplib.gaussian_lyapunov_exponents(4, 0.0), "sigma_w"),
+    ],
+)
+def test_gaussian_lyapunov_exponents_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
         call()

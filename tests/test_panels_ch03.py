@@ -1,0 +1,158 @@
+"""Chapter 3's panel module: log-space gradient profile, mean-field theory, Glorot experiment, exercise checks.
+
+Oracles: jax.grad of the truncated network (per input), vgplib.chi1 / vgplib.length_map in float64,
+jax.grad of the per-example cost with respect to the biases, materialized per-example weight gradients.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+import vgplib
+from vgplib.panels import ch03
+from vgplib.widgets import count_compiles
+
+
+def _explicit_network(depth, sigma_w):
+    Z, x0, u = ch03.panel_data()
+    n = ch03.PANEL_WIDTH
+    params = [{"W": sigma_w * Z[l] / np.sqrt(n), "b": jnp.zeros(n)} for l in range(depth)]
+    return params, x0, u
+
+
+@pytest.mark.parametrize("activation", ch03.PANEL_ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 6])
+def test_profile_equals_jax_grad_of_the_truncated_network(activation, depth):
+    sigma_w = 1.2
+    params, x0, u = _explicit_network(depth, sigma_w)
+    prof = ch03.gradient_profile(activation, sigma_w, depth)
+    trace = vgplib.mlp_forward(params, x0, activation, return_all=True)
+
+    @jax.jit
+    def grads_at(x_l, l_params):
+        def energy(x):
+            return jnp.sum(vgplib.mlp_forward(l_params, x, activation) @ u)
+        return jax.grad(energy)(x_l)  # rows: dE_b/dx_l (the sum decouples the inputs)
+
+    for l in range(depth):
+        g = np.asarray(grads_at(trace.post[l], params[l:]), np.float64)
+        rms = np.sqrt(np.mean(np.sum(g**2, axis=-1)))
+        np.testing.assert_allclose(10 ** prof["dx"][l], rms, rtol=2e-4)
+    assert prof["dx"][depth] == pytest.approx(0.0, abs=1e-6)  # ||u|| = 1
+
+    def energy_params(p, x):
+        return vgplib.mlp_forward(p, x, activation) @ u
+
+    per_input = jax.jit(jax.vmap(jax.grad(energy_params), in_axes=(None, 0)))(params, x0)
+    rms_w = [np.sqrt(np.mean(np.sum(np.asarray(g["W"], np.float64) ** 2, axis=(1, 2)))) for g in per_input]
+    np.testing.assert_allclose(10 ** prof["dw"], rms_w, rtol=2e-4)
+
+
+@pytest.mark.parametrize(("activation", "sigma_w"), [("sigmoid", 0.7), ("sigmoid", 2.5), ("tanh", 1.3),
+                                                      ("tanh", 2.8), ("relu", 0.9), ("relu", 1.8)])
+def test_theory_matches_vgplib_theory_in_float64(activation, sigma_w):
+    depth = 12
+    prof = ch03.gradient_profile(activation, sigma_w, depth)
+    ref_chi = vgplib.chi1(activation, sigma_w, q=1.0) if activation == "relu" else vgplib.chi1(activation, sigma_w)
+    assert prof["chi_star"] == pytest.approx(ref_chi, rel=1e-3)
+    if activation == "relu":
+        assert prof["chi_star"] == pytest.approx(sigma_w**2 / 2, rel=1e-5)  # closed form
+    # layer-wise: q_1 = sigma_w^2 mean(x0^2), q_{k+1} = length_map(q_k), prediction sum of log chi_1(q_k)
+    _, x0, _ = ch03.panel_data()
+    q = sigma_w**2 * float(np.mean(np.asarray(x0, np.float64) ** 2))
+    log_chi = []
+    for _ in range(depth):
+        log_chi.append(math.log(vgplib.chi1(activation, sigma_w, q=q)))
+        q = vgplib.length_map(activation, sigma_w, 0.0, q)
+    expected = 0.5 * np.concatenate([np.cumsum(log_chi[::-1])[::-1], [0.0]]) / math.log(10)
+    np.testing.assert_allclose(prof["theory_layer"], expected, atol=2e-3)
+    fixed = 0.5 * (depth - np.arange(depth + 1)) * math.log10(ref_chi)
+    np.testing.assert_allclose(prof["theory_fixed"], fixed, atol=2e-3 * depth)
+
+
+def test_panel_reports_underflow_and_never_compiles_after_the_first_draw():
+    panel = ch03.gradient_panel()
+    with count_compiles() as c:
+        status = panel.set(activation="sigmoid", sigma_w=0.5, depth=50)
+        fine = panel.set(activation="relu", sigma_w=1.4, depth=10)
+        shallow = panel.set(activation="tanh", sigma_w=3.0, depth=1)
+    assert c.count == 0, c.names
+    assert status.startswith("underflow") and "1e-46" in status
+    assert fine == "" and shallow == ""
+
+
+def test_glorot_experiment_against_jax_grad():
+    width, n_hidden, batch = 12, 3, 5
+    r = ch03.glorot_experiment("standard", width=width, n_hidden=n_hidden, batch=batch, seed=3)
+    digits = vgplib.load_digits()
+    x, y = jnp.asarray(digits.x_train[:batch]), jnp.asarray(digits.y_train[:batch])
+    params = vgplib.init_mlp(jax.random.PRNGKey(3), [64] + [width] * n_hidden + [10], init="standard")
+
+    def cost(p, xb, yb):  # one example
+        logits = vgplib.mlp_forward(p, xb, "tanh", linear_output=True)
+        return -jax.nn.log_softmax(logits)[yb]
+
+    g = jax.jit(jax.vmap(jax.grad(cost), in_axes=(None, 0, 0)))(params, x, y)
+    for l in range(n_hidden):  # dCost_b/db_l = dCost_b/dh_l
+        np.testing.assert_allclose(r["deltas"][l], np.asarray(g[l]["b"]), rtol=1e-4, atol=1e-9)
+        np.testing.assert_allclose(r["var_delta"][l], np.var(np.asarray(g[l]["b"], np.float64)), rtol=1e-3)
+    for l in range(n_hidden + 1):  # per-example weight gradients, materialized
+        np.testing.assert_allclose(r["var_wgrad"][l], np.var(np.asarray(g[l]["W"], np.float64)), rtol=1e-3)
+    assert isinstance(ch03.glorot_histograms({"standard": r}), Figure)
+    assert isinstance(ch03.glorot_variances({"standard": r}), Figure)
+
+
+def test_training_figure_and_its_bad_input():
+    params = vgplib.init_mlp(jax.random.PRNGKey(0), [4, 5, 3], init="glorot_uniform")
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (12, 4)), np.float32)
+    y = (np.arange(12) % 3).astype(np.int32)
+    _, h = vgplib.train_mlp(params, x, y, vgplib_optimizer(), activation="tanh", steps=4, record_every=2)
+    assert isinstance(ch03.training_figure({"a": h, "b": h}, per_layer=("a", "b")), Figure)
+    with pytest.raises(ValueError, match="per_layer"):
+        ch03.training_figure({"a": h}, per_layer=("a", "c"))
+
+
+def vgplib_optimizer():
+    import optax
+
+    return optax.sgd(0.1)
+
+
+def test_exercise_checks(capsys):
+    assert ch03.check_backward_limit(math.sqrt(3 / 1000))
+    assert not ch03.check_backward_limit(math.sqrt(3 / 64))
+    assert not ch03.check_backward_limit(math.sqrt(6 / 1064))
+    assert not ch03.check_backward_limit(None)
+    chi = vgplib.chi1("sigmoid", 1 / math.sqrt(3))
+    answer = math.ceil(2 * math.log(1e-7) / math.log(chi))
+    assert chi ** (answer / 2) < 1e-7 < chi ** ((answer - 1) / 2)
+    assert ch03.check_depth_to_vanish(answer)
+    assert not ch03.check_depth_to_vanish(answer - 1)
+    assert ch03.adam_steady_step(1e-18) == pytest.approx(1e-13, rel=1e-6)
+    assert ch03.adam_steady_step(1.0) == pytest.approx(1e-3, rel=1e-6)
+    assert ch03.check_adam_step(1e-13)
+    assert not ch03.check_adam_step(1e-3)
+    assert not ch03.check_adam_step(None)
+    out = capsys.readouterr().out
+    assert out.count("Correct") == 3 and out.count("No answer yet") == 2
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="activation"):
+        ch03.gradient_profile("gelu", 1.0, 5)
+    with pytest.raises(ValueError, match="depth"):
+        ch03.gradient_profile("tanh", 1.0, ch03.MAX_DEPTH + 1)
+    with pytest.raises(ValueError, match="sigma_w"):
+        ch03.gradient_profile("tanh", 0.0, 5)
+    with pytest.raises(TypeError, match="depth"):
+        ch03.gradient_profile("tanh", 1.0, 2.5)
+    with pytest.raises(ValueError, match="init"):
+        ch03.glorot_experiment("orthogonal")
+    with pytest.raises(ValueError, match="width"):
+        ch03.glorot_experiment("standard", width=0)
+    with pytest.raises(ValueError, match="lr"):
+        ch03.adam_steady_step(1e-3, lr=-1.0)

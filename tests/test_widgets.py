@@ -1,0 +1,529 @@
+"""Tests of vgplib.widgets (live panels, scrubbers, sweeps, compile counter), vgplib.plots, the chapter-2
+panels' computations against independent paths, and the slider CORNER SWEEP over every registered panel.
+
+The corner sweep drives every panel registered in ``vgplib.panels`` (see ``vgplib.widgets.all_panels``)
+at every combination of its controls' extremes: no exception, a PNG every time, a status string,
+and no JAX compilation after the panel was first shown.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import ipywidgets
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+import vgplib
+from vgplib import widgets
+from vgplib.panels import ch02
+from vgplib.plots import figure_png, freeze_legends, log10_or_nan, new_figure
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- a toy panel
+
+
+def toy_make_figure(log=None, fail_at=None):
+    """A figure whose ``update(n, label)`` draws ``y = n x`` and reports 'overflow' for n > 8."""
+    calls = [] if log is None else log
+
+    def make_figure():
+        fig, ax = new_figure()
+        (line,) = ax.plot(np.arange(5), np.zeros(5))
+        ax.set_ylim(-1, 50)
+        text = ax.set_title("")
+
+        def update(n: int, label: str = "a") -> str:
+            calls.append({"n": n, "label": label})
+            if fail_at is not None and n == fail_at:
+                raise RuntimeError("boom")
+            line.set_ydata(n * np.arange(5))
+            text.set_text(f"{label} {n}")
+            return "overflow: n > 8" if n > 8 else ""
+
+        return fig, update
+
+    return make_figure, calls
+
+
+def toy_controls():
+    return {
+        "n": ipywidgets.IntSlider(value=2, min=0, max=10),
+        "label": ipywidgets.Dropdown(options=["a", "b", "c"], value="a"),
+    }
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_new_figure_is_pyplot_free_and_renders_png():
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    fig, _ = new_figure(figsize=(4, 2), dpi=50)
+    assert plt.get_fignums() == before
+    png = figure_png(fig)
+    assert png.startswith(PNG_MAGIC)
+    # 4 x 2 inches at 50 dpi: the PNG header stores width 200 and height 100.
+    assert int.from_bytes(png[16:20], "big") == 200 and int.from_bytes(png[20:24], "big") == 100
+    _, axes = new_figure(ncols=2)
+    assert axes.shape == (2,)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"figsize": (0, 3)}, {"figsize": "big"}, {"dpi": 0}, {"dpi": 7.5}, {"ncols": 0}, {"margins": {"x": 1}}]
+)
+def test_new_figure_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        new_figure(**kwargs)
+
+
+def test_freeze_legends_keeps_the_picture_and_hides_the_legend():
+    def make(freeze):
+        fig, ax = new_figure()
+        (line,) = ax.plot([], [], label="a curve")
+        ax.plot([0, 1], [0, 1], label="another")
+        ax.legend(loc="upper left")
+        if freeze:
+            assert freeze_legends(fig) == 1
+        line.set_data([0, 1], [1, 0])
+        return fig, ax
+
+    plain, _ = make(False)
+    frozen, ax = make(True)
+    assert not ax.get_legend().get_visible() and len(frozen.images) == 1
+    a = np.asarray(plt_image(figure_png(plain)), dtype=int)
+    b = np.asarray(plt_image(figure_png(frozen)), dtype=int)
+    # Same pixels except where the new line crosses the (now opaque) legend box.
+    assert np.mean(np.abs(a - b) > 8) < 0.01
+    fig, _ = new_figure()
+    assert freeze_legends(fig) == 0
+    with pytest.raises(TypeError, match="fig"):
+        freeze_legends(None)
+
+
+def plt_image(png: bytes) -> np.ndarray:
+    import io
+
+    import matplotlib.image
+
+    return matplotlib.image.imread(io.BytesIO(png), format="png") * 255
+
+
+def test_figure_png_rejects_non_figure():
+    with pytest.raises(TypeError, match="fig"):
+        figure_png("not a figure")
+
+
+def test_log10_or_nan():
+    out = log10_or_nan(np.array([100.0, 0.0, np.inf, -1.0, 1e-3]))
+    np.testing.assert_allclose(out[[0, 4]], [2.0, -3.0])
+    assert np.isnan(out[1:4]).all()
+
+
+# --------------------------------------------------------------------------- corner_values / sweep_values
+
+
+def test_corner_values_is_the_product_of_extremes_and_options():
+    corners = widgets.corner_values(
+        {
+            "a": ipywidgets.IntSlider(value=3, min=1, max=9),
+            "b": ipywidgets.FloatSlider(value=0.5, min=0.1, max=2.0),
+            "c": ipywidgets.Dropdown(options=["x", "y", "z"]),
+        }
+    )
+    assert len(corners) == 2 * 2 * 3
+    assert {(d["a"], d["b"], d["c"]) for d in corners} == {
+        (a, b, c) for a in (1, 9) for b in (0.1, 2.0) for c in ("x", "y", "z")
+    }
+
+
+def test_corner_values_other_controls():
+    corners = widgets.corner_values(
+        {
+            "flag": ipywidgets.Checkbox(value=False),
+            "s": ipywidgets.SelectionSlider(options=["lo", "mid", "hi"], value="mid"),
+            "t": ipywidgets.ToggleButtons(options=[("one", 1), ("two", 2)]),
+        }
+    )
+    assert {(d["flag"], d["s"], d["t"]) for d in corners} == {
+        (f, s, t) for f in (False, True) for s in ("lo", "hi") for t in (1, 2)
+    }
+
+
+@pytest.mark.parametrize(
+    "controls, error",
+    [
+        ({}, TypeError),
+        ([ipywidgets.IntSlider()], TypeError),
+        ({"x": ipywidgets.Text()}, TypeError),
+        ({"not an identifier": ipywidgets.IntSlider()}, ValueError),
+    ],
+)
+def test_corner_values_rejects_bad_controls(controls, error):
+    with pytest.raises(error):
+        widgets.corner_values(controls)
+
+
+def test_sweep_values():
+    assert widgets.sweep_values(ipywidgets.IntSlider(min=1, max=10), n=20) == list(range(1, 11))
+    big = widgets.sweep_values(ipywidgets.IntSlider(min=1, max=200), n=21)
+    assert big[0] == 1 and big[-1] == 200 and len(big) == 21 and big == sorted(set(big))
+    fl = widgets.sweep_values(ipywidgets.FloatSlider(min=0.25, max=2.5, step=0.05), n=21)
+    assert fl[0] == pytest.approx(0.25) and fl[-1] == pytest.approx(2.5) and len(fl) >= 20
+    assert all(abs((v - 0.25) / 0.05 - round((v - 0.25) / 0.05)) < 1e-9 for v in fl)
+    assert widgets.sweep_values(ipywidgets.Dropdown(options=["a", "b"])) == ["a", "b"]
+    logs = widgets.sweep_values(ipywidgets.FloatLogSlider(min=-2, max=2, base=10), n=5)
+    np.testing.assert_allclose(logs, [0.01, 0.1, 1, 10, 100])
+    with pytest.raises(ValueError, match="n"):
+        widgets.sweep_values(ipywidgets.IntSlider(), n=1)
+    with pytest.raises(TypeError, match="control"):
+        widgets.sweep_values(ipywidgets.Text())
+
+
+# --------------------------------------------------------------------------- LivePanel
+
+
+def test_live_panel_renders_once_at_creation_and_once_per_move():
+    make_figure, calls = toy_make_figure()
+    panel = widgets.LivePanel(make_figure, toy_controls())
+    assert calls == [{"n": 2, "label": "a"}]
+    assert bytes(panel.image.value).startswith(PNG_MAGIC)
+    first = bytes(panel.image.value)
+    assert panel.set(n=5, label="b") == ""
+    assert calls[-1] == {"n": 5, "label": "b"} and len(calls) == 2  # two controls, ONE redraw
+    assert bytes(panel.image.value) != first
+    assert panel.controls["n"].value == 5 and panel.values() == {"n": 5, "label": "b"}
+    assert panel.last_seconds > 0 and panel.moves == 2
+
+
+def test_live_panel_reacts_to_widget_moves_and_shows_status():
+    make_figure, calls = toy_make_figure()
+    panel = widgets.LivePanel(make_figure, toy_controls())
+    panel.controls["n"].value = 9  # what a reader dragging the slider does
+    assert calls[-1]["n"] == 9
+    assert panel.last_status == "overflow: n > 8"
+    assert "overflow: n &gt; 8" in panel.status.value and "color" in panel.status.value
+    assert panel.set(n=1) == "" and panel.status.value == ""
+
+
+def test_live_panel_shows_callback_errors_and_set_raises_them():
+    make_figure, _ = toy_make_figure(fail_at=7)
+    panel = widgets.LivePanel(make_figure, toy_controls())
+    panel.controls["n"].value = 7
+    assert "RuntimeError: boom" in panel.status.value
+    with pytest.raises(RuntimeError, match="boom"):
+        panel.set(n=7)
+
+
+def test_live_panel_display_is_the_widget():
+    make_figure, _ = toy_make_figure()
+    panel = widgets.LivePanel(make_figure, toy_controls())
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+    assert isinstance(panel.widget, ipywidgets.VBox)
+    assert panel.image in panel.widget.children and panel.status in panel.widget.children
+
+
+def test_live_panel_detaches_pyplot_figures():
+    import matplotlib.pyplot as plt
+
+    def make_figure():
+        fig, ax = plt.subplots()
+        (line,) = ax.plot([0, 1], [0, 1])
+        return fig, lambda n: line.set_ydata([0, n])
+
+    panel = widgets.LivePanel(make_figure, {"n": ipywidgets.IntSlider(value=1, max=3)})
+    assert not plt.fignum_exists(getattr(panel.fig, "number", -1))
+    assert panel.set(n=3) == ""  # update returned None: no status
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"n": 11}, ValueError, r"n must be in \[0, 10\]"),
+        ({"n": -1}, ValueError, "n must be in"),
+        ({"n": 2.5}, ValueError, "integer"),
+        ({"n": "3"}, TypeError, "n must be a number"),
+        ({"n": True}, TypeError, "n must be a number"),
+        ({"label": "d"}, ValueError, "label must be one of"),
+        ({"depth": 3}, ValueError, "unknown control 'depth'"),
+        ({}, ValueError, "at least one"),
+    ],
+)
+def test_live_panel_set_validates(kwargs, error, match):
+    make_figure, calls = toy_make_figure()
+    panel = widgets.LivePanel(make_figure, toy_controls())
+    with pytest.raises(error, match=match):
+        panel.set(**kwargs)
+    assert len(calls) == 1 and panel.values() == {"n": 2, "label": "a"}
+
+
+def test_live_panel_rejects_bad_construction():
+    make_figure, _ = toy_make_figure()
+    with pytest.raises(TypeError, match="make_figure"):
+        widgets.LivePanel("not callable", toy_controls())
+    with pytest.raises(TypeError, match=r"\(fig, update\)"):
+        widgets.LivePanel(lambda: 3, toy_controls())
+    with pytest.raises(TypeError, match="Figure"):
+        widgets.LivePanel(lambda: (None, lambda **k: ""), toy_controls())
+    fig, _ = new_figure()
+    with pytest.raises(TypeError, match="update"):
+        widgets.LivePanel(lambda: (fig, 3), toy_controls())
+    with pytest.raises(TypeError, match="status"):
+        widgets.LivePanel(lambda: (fig, lambda **k: 42), toy_controls())
+    with pytest.raises(TypeError, match="controls"):
+        widgets.LivePanel(make_figure, {})
+    with pytest.raises(ValueError, match="dpi"):
+        widgets.LivePanel(make_figure, toy_controls(), dpi=0)
+    with pytest.raises(TypeError, match="freeze_legend"):
+        widgets.LivePanel(make_figure, toy_controls(), freeze_legend="yes")
+    with pytest.raises(ValueError, match="freeze_legend"):
+        widgets.LivePanel(make_figure, toy_controls(), dpi=100, freeze_legend=True)
+
+
+# --------------------------------------------------------------------------- scrubber
+
+
+def _frames(html_text: str) -> list[str]:
+    """The base64 PNG frames of a jshtml animation (stored as JS strings with line continuations)."""
+    raw = re.findall(r'frames\[\d+\] = "data:image/png;base64,(.*?)"', html_text, flags=re.DOTALL)
+    return [r.replace("\\\n", "") for r in raw]
+
+
+def test_scrubber_embeds_one_frame_per_value_with_fixed_values():
+    make_figure, calls = toy_make_figure()
+    out = widgets.scrubber(make_figure, "n", [1, 4, 9], fixed={"label": "c"})
+    text = out.data
+    assert 'type="range"' in text
+    frames = _frames(text)
+    assert len(frames) == 3 and len(set(frames)) == 3  # each frame differs (value label + curve)
+    drawn = [c for c in calls if c["label"] == "c"]
+    assert [c["n"] for c in drawn][-3:] == [1, 4, 9]
+
+
+def test_scrubber_frame_shows_its_value():
+    """Frames for the same curve but different values differ only by the 'name = value' label."""
+
+    def make_figure():
+        fig, ax = new_figure()
+        ax.plot([0, 1], [0, 1])
+        return fig, lambda k: ""
+
+    frames = _frames(widgets.scrubber(make_figure, "k", [1, 2]).data)
+    assert len(frames) == 2 and frames[0] != frames[1]
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error",
+    [
+        (("n", list(range(26))), {}, ValueError),
+        (("n", []), {}, ValueError),
+        (("n", "abc"), {}, TypeError),
+        (("not a name", [1]), {}, ValueError),
+        (("n", [1]), {"fixed": {"n": 2}}, ValueError),
+        (("n", [1]), {"fixed": [1]}, TypeError),
+        (("n", [1]), {"dpi": 5}, ValueError),
+        (("n", [1]), {"interval_ms": 0}, ValueError),
+    ],
+)
+def test_scrubber_rejects_bad_arguments(args, kwargs, error):
+    make_figure, _ = toy_make_figure()
+    with pytest.raises(error):
+        widgets.scrubber(make_figure, *args, **kwargs)
+
+
+# --------------------------------------------------------------------------- compile counter and registry
+
+
+def test_count_compiles_counts_new_shapes_only():
+    f = jax.jit(lambda x: jnp.sin(x) * 3.0 + 1.0)
+    with widgets.count_compiles() as c:
+        f(np.ones(7, np.float32))
+    assert c.count >= 1
+    with widgets.count_compiles() as c2:
+        f(np.full(7, 2.0, np.float32))
+    assert c2.count == 0
+    with widgets.count_compiles() as c3:
+        f(np.ones(8, np.float32))  # a new shape compiles again
+    assert c3.count >= 1
+    f(np.ones(9, np.float32))  # after the block: the listener is gone
+    assert c3.count == 1
+
+
+def test_register_panel_rejects_duplicates_and_bad_input():
+    def factory_a():
+        return None
+
+    def factory_b():
+        return None
+
+    try:
+        assert widgets.register_panel("test.dup")(factory_a) is factory_a
+        assert widgets.register_panel("test.dup")(factory_a) is factory_a  # re-registration (reload) is fine
+        with pytest.raises(ValueError, match="already registered"):
+            widgets.register_panel("test.dup")(factory_b)
+        with pytest.raises(TypeError, match="callable"):
+            widgets.register_panel("test.other")(3)
+        with pytest.raises(TypeError, match="name"):
+            widgets.register_panel("")
+    finally:
+        widgets.PANELS.pop("test.dup", None)
+        widgets.PANELS.pop("test.other", None)
+
+
+def test_all_panels_finds_the_chapter_panels():
+    panels = widgets.all_panels()
+    assert {"ch02.scalar_product", "ch02.gradient_norms"} <= set(panels)
+    assert all(re.fullmatch(r"ch\d\d\.\w+", name) for name in panels)
+
+
+# --------------------------------------------------------------------------- THE CORNER SWEEP
+
+PANEL_NAMES = sorted(widgets.all_panels())
+
+
+@pytest.fixture(scope="module")
+def panels():
+    return {}
+
+
+def _panel(panels, name):
+    if name not in panels:
+        panels[name] = widgets.all_panels()[name]()
+    return panels[name]
+
+
+@pytest.mark.parametrize("name", PANEL_NAMES)
+def test_corner_sweep(panels, name):
+    """Every combination of slider extremes: no exception, a fresh PNG, a status string, no compilation."""
+    panel = _panel(panels, name)
+    corners = widgets.corner_values(panel.controls)
+    assert corners
+    with widgets.count_compiles() as compiles:
+        for corner in corners:
+            status = panel.set(**corner)
+            assert isinstance(status, str), (corner, status)
+            assert bytes(panel.image.value).startswith(PNG_MAGIC)
+            assert panel.values() == corner
+            if status:
+                assert status.startswith(widgets.STATUS_KINDS), (corner, status)
+    assert compiles.count == 0, f"{name}: slider moves compiled {compiles.names}"
+
+
+@pytest.mark.parametrize("name", PANEL_NAMES)
+def test_slider_sweep_never_compiles(panels, name):
+    """Every slider over its sweep values (others fixed): no compilation after the panel was shown."""
+    panel = _panel(panels, name)
+    with widgets.count_compiles() as compiles:
+        for control_name, control in panel.controls.items():
+            for value in widgets.sweep_values(control, n=8):
+                panel.set(**{control_name: value})
+    assert compiles.count == 0, f"{name}: slider moves compiled {compiles.names}"
+
+
+# --------------------------------------------------------------------------- chapter 2 panels
+
+
+def test_ch02_corners_report_underflow_and_overflow(panels):
+    scalar = _panel(panels, "ch02.scalar_product")
+    assert scalar.set(factor=0.05, depth=200).startswith("underflow")
+    assert "underflow" in scalar.status.value
+    assert scalar.set(factor=2.0, depth=200).startswith("overflow")
+    assert scalar.set(factor=0.5, depth=10) == "" and scalar.status.value == ""
+    grad = _panel(panels, "ch02.gradient_norms")
+    assert grad.set(sigma_w=0.25, depth=200, activation="sigmoid").startswith("underflow")
+    assert grad.set(sigma_w=2.5, depth=200, activation="linear").startswith("overflow")
+    assert grad.set(sigma_w=1.0, depth=20, activation="tanh") == ""
+
+
+def test_scalar_powers_match_numpy_float32_with_flush_to_zero():
+    direct, exact = ch02.scalar_powers(0.25, 100)
+    ls = np.arange(101)
+    np.testing.assert_allclose(exact, ls * math.log10(0.25))
+    ref = np.float32(0.25) ** ls.astype(np.float32)  # NumPy keeps subnormals: 0.25^64..74 > 0
+    normal = ref >= np.finfo(np.float32).tiny
+    np.testing.assert_allclose(direct[normal], ref[normal], rtol=1e-6)
+    assert (direct[~normal] == 0).all() and int(np.argmin(normal)) == 64  # 0.25^64 = 2^-128 < 2^-126
+    with pytest.raises(ValueError, match="depth"):
+        ch02.scalar_powers(0.5, ch02.MAX_DEPTH + 1)
+    with pytest.raises(ValueError, match="factor"):
+        ch02.scalar_powers(-1.0, 3)
+
+
+@pytest.mark.parametrize("activation, sigma_w, depth", [("tanh", 1.3, 12), ("relu", 1.5, 7), ("sigmoid", 2.0, 9)])
+def test_gradient_curves_match_vgplib_jacobians_of_the_truncated_network(activation, sigma_w, depth):
+    """The masked MAX_DEPTH sweep equals backprop through a separately built depth-L network."""
+    c = ch02.gradient_curves(sigma_w, depth, activation)
+    data = ch02.network_data()
+    n = ch02.WIDTH
+    params = [{"W": sigma_w * data["Z"][l] / math.sqrt(n), "b": jnp.zeros(n)} for l in range(depth)]
+    for b in range(ch02.BATCH):
+        J = vgplib.layer_jacobians(params, data["x0"][b], activation=activation)
+        g = np.asarray(vgplib.backward_vector_products(J, data["gL"][b]))
+        norms = np.linalg.norm(g.astype(np.float64), axis=1)
+        np.testing.assert_allclose(c["log10_samples"][b], np.log10(norms), atol=2e-5)
+        np.testing.assert_allclose(c["direct"][b], norms, rtol=2e-5)
+    rms = np.sqrt(np.mean(10.0 ** (2 * c["log10_samples"]), axis=0))
+    np.testing.assert_allclose(c["log10_measured"], np.log10(rms), atol=1e-9)
+
+
+@pytest.mark.parametrize("activation, sigma_w", [("tanh", 1.3), ("relu", 1.5), ("sigmoid", 2.0), ("linear", 0.7)])
+def test_gradient_curves_theory_matches_vgplib_theory(activation, sigma_w):
+    """The float32 in-jit mean field equals vgplib.theory's float64 length map and chi_1 at every layer."""
+    depth = 15
+    c = ch02.gradient_curves(sigma_w, depth, activation)
+    q = sigma_w**2 * float(np.mean(np.sum(np.asarray(ch02.network_data()["x0"], np.float64) ** 2, axis=1))) / ch02.WIDTH
+    chis = []
+    for _ in range(depth):
+        chis.append(vgplib.chi1(activation, sigma_w, q=q))
+        q = vgplib.length_map(activation, sigma_w, 0.0, q)
+    np.testing.assert_allclose(c["chi"][1:], chis, rtol=2e-4)
+    expected = 0.5 * np.concatenate([np.cumsum(np.log10(chis)[::-1])[::-1], [0.0]])
+    np.testing.assert_allclose(c["log10_theory"], expected, atol=1e-4)
+
+
+def test_gradient_curves_theory_tracks_measurement_at_depth_50():
+    """Mean field against a width-64 network: within 0.6 decades over 50 layers (finite-width noise)."""
+    for activation, sigma_w in [("tanh", 0.8), ("tanh", 1.5), ("relu", 1.4), ("sigmoid", 1.0)]:
+        c = ch02.gradient_curves(sigma_w, 50, activation)
+        assert np.max(np.abs(c["log10_measured"] - c["log10_theory"])) < 0.6, (activation, sigma_w)
+
+
+def test_gradient_curves_dead_relu_network_is_minus_infinity_not_nan():
+    """sigma_w = 0.25: the ReLU forward signal underflows to exactly 0, so every gradient below is 0."""
+    c = ch02.gradient_curves(0.25, 120, "relu")
+    assert not np.isnan(c["log10_measured"]).any()
+    assert c["log10_measured"][0] == -np.inf and c["log10_measured"][-1] == 0.0
+    assert not c["forward_nonzero"][-1] and np.isfinite(c["log10_theory"]).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"sigma_w": 0.0, "depth": 3, "activation": "tanh"}, ValueError),
+        ({"sigma_w": 1.0, "depth": 0, "activation": "tanh"}, ValueError),
+        ({"sigma_w": 1.0, "depth": ch02.MAX_DEPTH + 1, "activation": "tanh"}, ValueError),
+        ({"sigma_w": 1.0, "depth": 3, "activation": "gelu"}, ValueError),
+        ({"sigma_w": 1.0, "depth": 3.0, "activation": "tanh"}, TypeError),
+    ],
+)
+def test_gradient_curves_rejects_bad_input(kwargs, error):
+    with pytest.raises(error):
+        ch02.gradient_curves(**kwargs)
+
+
+def test_ch02_scrubbers_are_small_and_scrub():
+    for out, n in [(ch02.scalar_scrubber(), 16), (ch02.gradient_scrubber(), 16)]:
+        frames = _frames(out.data)
+        assert len(frames) == n and len(set(frames)) == n
+        assert len(out.data) < 600_000

@@ -1,0 +1,340 @@
+"""Chapter 2 panels, "Why products vanish or explode": scalar products and random-network gradients.
+
+Two live panels (registered as ``"ch02.scalar_product"`` and ``"ch02.gradient_norms"``) and their
+scrubber twins:
+
+* :func:`scalar_panel`: ``a^l`` for ``l = 0..L`` as float32 computes it (a JAX cumulative product,
+  subnormals flushed to zero on CPU) against the exact ``l log10 a``. Shows where float32 underflows
+  (below 1.2e-38) or overflows (above 3.4e38).
+* :func:`gradient_panel`: the back-propagated gradient ``g_l = dE/dx_l = J_{l+1}^T ... J_L^T g_L`` of a
+  random MLP ``x_l = phi(W_l x_{l-1})``, ``W_l ~ N(0, sigma_w^2 / n)``, with
+  ``J_l = diag(phi'(h_l)) W_l``. Measured in log-space (exact at any depth), measured directly in
+  float32 (it underflows), and the mean-field prediction (Poole et al. 2016; Schoenholz et al. 2017)
+
+      E||g_{l-1}||^2 = chi_l E||g_l||^2,   chi_l = sigma_w^2 E_z[phi'(sqrt(q_l) z)^2],
+      q_1 = sigma_w^2 ||x_0||^2 / n,   q_{l+1} = sigma_w^2 E_z[phi(sqrt(q_l) z)^2],
+
+  with Gauss-Hermite quadrature inside the same jitted function.
+
+Each computation is ONE ``jax.jit`` function with fixed shapes: the network always has
+:data:`MAX_DEPTH` layers and a mask switches off the layers above the slider's depth; the activation
+is an index into ``jax.lax.switch``. So no slider move compiles.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import ipywidgets
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgplib._validate import check_name, check_positive, check_positive_int
+from vgplib.activations import get_activation
+from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, log10_or_nan, new_figure
+from vgplib.widgets import LivePanel, register_panel, scrubber
+
+MAX_DEPTH = 200  #: layers of the fixed-shape network (depth slider maximum)
+WIDTH = 64  #: width n of every layer
+BATCH = 8  #: inputs (and output gradients) averaged over
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")  #: dropdown options, in lax.switch order
+N_QUAD = 64  #: Gauss-Hermite nodes for the mean-field expectations (float32)
+SEED = 2
+
+_LOG10_TINY = math.log10(FLOAT32_TINY)
+_LOG10_MAX = math.log10(FLOAT32_MAX)
+
+
+# --------------------------------------------------------------------------- scalar products
+
+
+@jax.jit
+def _scalar_powers(factor: jax.Array) -> jax.Array:
+    """``factor^l`` for ``l = 0..MAX_DEPTH`` by a float32 cumulative product (underflows like float32)."""
+    factors = jnp.full((MAX_DEPTH,), factor, dtype=jnp.float32)
+    return jnp.concatenate([jnp.ones((1,), jnp.float32), jnp.cumprod(factors)])
+
+
+def scalar_powers(factor: float, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(float32 product, exact log10)`` of ``factor^l`` for ``l = 0..depth``.
+
+    The first is what float32 arithmetic gives (0 below 1.2e-38 on CPU, inf above 3.4e38); the
+    second is ``l * log10(factor)`` in float64, exact at any depth.
+    """
+    factor = check_positive("factor", factor)
+    depth = check_positive_int("depth", depth)
+    if depth > MAX_DEPTH:
+        raise ValueError(f"depth must be <= {MAX_DEPTH}; got {depth}")
+    direct = np.asarray(_scalar_powers(np.float32(factor)))[: depth + 1]
+    exact = np.arange(depth + 1) * math.log10(factor)
+    return direct, exact
+
+
+def _float_status(direct_log: np.ndarray, exact_log: np.ndarray, what: str) -> str:
+    """A status line naming the first index where a direct float32 result under- or overflows."""
+    bad = ~np.isfinite(direct_log)
+    if not bad.any():
+        return ""
+    k = int(np.argmax(bad))
+    if exact_log[k] < 0:
+        return f"underflow: {what} is below 1.2e-38 from l = {k} on: float32 stores 0 (exact: 10^{exact_log[-1]:.0f})"
+    return f"overflow: {what} is above 3.4e38 from l = {k} on: float32 stores inf (exact: 10^{exact_log[-1]:.0f})"
+
+
+def make_scalar_figure() -> tuple:
+    """Figure of ``log10(a^l)``: exact line, float32 markers, float32 limits; ``update(factor, depth)``."""
+    fig, ax = new_figure(margins={"top": 0.88})
+    (exact_line,) = ax.plot([], [], "-", color="C0", lw=2, label="exact: l·log₁₀ a")
+    (float_line,) = ax.plot([], [], "o", color="C3", ms=2.5, label="float32 product")
+    ax.axhline(_LOG10_TINY, color="0.5", ls="--", lw=1)
+    ax.axhline(_LOG10_MAX, color="0.5", ls="--", lw=1)
+    ax.text(1, _LOG10_TINY, " 1.2e-38", va="bottom", fontsize=8, color="0.4")
+    ax.text(1, _LOG10_MAX, " 3.4e38", va="top", fontsize=8, color="0.4")
+    label = ax.set_xlabel("number of factors l")
+    ax.set_ylabel("log₁₀ aˡ")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
+
+    def update(factor: float, depth: int) -> str:
+        direct, exact = scalar_powers(factor, depth)
+        log_direct = log10_or_nan(direct)
+        ls = np.arange(depth + 1)
+        exact_line.set_data(ls, exact)
+        float_line.set_data(ls, log_direct)
+        float_line.set_markevery(max(1, depth // 50))
+        lo = min(float(exact.min()), _LOG10_TINY) - 6  # both float32 limits always in view
+        hi = max(float(exact.max()), _LOG10_MAX) + 6
+        ax.set_xlim(0, depth)
+        ax.set_ylim(lo, hi)
+        label.set_text(f"number of factors l    (a = {factor:.2f}, L = {depth}: a^L = 10^{exact[-1]:.1f})")
+        return _float_status(log_direct, exact, "a^l")
+
+    return fig, update
+
+
+def scalar_controls() -> dict[str, ipywidgets.ValueWidget]:
+    """Sliders of the scalar panel: the factor ``a`` and the number of factors ``L``."""
+    return {
+        "factor": ipywidgets.FloatSlider(value=0.25, min=0.05, max=2.0, step=0.05, description="factor a",
+                                         readout_format=".2f"),
+        "depth": ipywidgets.IntSlider(value=60, min=1, max=MAX_DEPTH, description="depth L"),
+    }
+
+
+@register_panel("ch02.scalar_product")
+def scalar_panel() -> LivePanel:
+    """Live panel: ``a^L`` in float32 against the exact value, with under/overflow on the status line."""
+    return LivePanel(make_scalar_figure, scalar_controls(), freeze_legend=True)
+
+
+def scalar_scrubber(depth: int = 100):
+    """Kernel-free twin of :func:`scalar_panel`: ``a`` from 0.1 to 2.0 at fixed depth."""
+    values = [0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0]
+    return scrubber(make_scalar_figure, "factor", values, fixed={"depth": depth})
+
+
+# --------------------------------------------------------------------------- random-network gradients
+
+
+@lru_cache(maxsize=1)
+def network_data() -> dict[str, jax.Array]:
+    """The fixed random network, inputs and output gradients (NumPy generator seeded ``SEED``; made once).
+
+    ``Z``: ``(MAX_DEPTH, n, n)`` standard normal, so ``W_l = sigma_w Z_l / sqrt(n)``; ``x0``:
+    ``(BATCH, n)`` with ``||x0||^2 = n``; ``gL``: ``(BATCH, n)`` unit vectors (``dE/dx_L``). NumPy's
+    generator needs no JAX compilation (``jax.random`` here cost seconds of compiling on first use).
+    """
+    rng = np.random.default_rng(SEED)
+    Z = rng.standard_normal((MAX_DEPTH, WIDTH, WIDTH)).astype(np.float32)
+    x0 = rng.standard_normal((BATCH, WIDTH))
+    x0 = (x0 * np.sqrt(WIDTH / np.sum(x0**2, axis=1, keepdims=True))).astype(np.float32)
+    gL = rng.standard_normal((BATCH, WIDTH))
+    gL = (gL / np.linalg.norm(gL, axis=1, keepdims=True)).astype(np.float32)
+    return {"Z": jnp.asarray(Z), "x0": jnp.asarray(x0), "gL": jnp.asarray(gL)}
+
+
+_FNS = tuple(get_activation(a).fn for a in ACTIVATIONS)
+_GRADS = tuple(get_activation(a).grad for a in ACTIVATIONS)
+_GH_Z, _GH_W = np.polynomial.hermite_e.hermegauss(N_QUAD)
+_GH_W = _GH_W / math.sqrt(2.0 * math.pi)
+
+
+@jax.jit
+def _gradient_kernel(Z, x0, gL, sigma_w, depth, act_index):
+    """Everything the gradient panel draws, for every layer of the MAX_DEPTH network at once.
+
+    Layer ``l`` (1-based) is active when ``l <= depth``. Returns, for ``l = 0..MAX_DEPTH``:
+    ``log_norm`` (B, L+1) natural log of ``||g_l||`` by a renormalized sweep, ``direct`` (B, L+1)
+    ``||g_l||`` of the plain float32 sweep, ``log_chi`` (L+1,) with ``log_chi[l] = log chi_l``
+    (mean field, ``l >= 1``), ``forward_finite`` (L+1,) whether every ``h_k``, ``k <= l``, is finite and
+    ``forward_nonzero`` (L+1,) whether every ``x_k``, ``k <= l``, has a nonzero entry (float32 underflow
+    of the forward signal makes it exactly 0). The mean-field variance is floored at 1e-30 (its limit
+    from above, as :func:`vgplib.chi1` does) so that the theory stays finite where float32 would not.
+    """
+    n = Z.shape[-1]
+    L = Z.shape[0]
+    W = sigma_w * Z / jnp.sqrt(jnp.float32(n))
+    phi = lambda h: jax.lax.switch(act_index, _FNS, h)
+    dphi = lambda h: jax.lax.switch(act_index, _GRADS, h)
+    hp = jax.lax.Precision.HIGHEST
+
+    def forward(x, W_l):
+        h = jnp.matmul(x, W_l.T, precision=hp)
+        x_next = phi(h)
+        return x_next, (dphi(h), jnp.all(jnp.isfinite(h)), jnp.any(x_next != 0))
+
+    _, (D, finite, nonzero) = jax.lax.scan(forward, x0, W)  # D: (L, B, n) = phi'(h_l)
+    active = jnp.arange(1, L + 1) <= depth
+
+    def backward(carry, inputs):
+        u, s, v = carry  # unit direction, log-norm, direct vector
+        W_l, D_l, on = inputs
+        a = jnp.matmul(D_l * u, W_l, precision=hp)  # J_l^T u = W_l^T diag(phi'(h_l)) u
+        r = jnp.linalg.norm(a, axis=-1, keepdims=True)
+        safe = jnp.where(r > 0, r, 1.0)
+        u_new = jnp.where(on, jnp.where(r > 0, a / safe, 0.0), u)
+        s_new = jnp.where(on, s + jnp.log(r[..., 0]), s)
+        v_new = jnp.where(on, jnp.matmul(D_l * v, W_l, precision=hp), v)
+        return (u_new, s_new, v_new), (s_new, jnp.linalg.norm(v_new, axis=-1))
+
+    s0 = jnp.zeros(gL.shape[0], jnp.float32)
+    _, (s, vn) = jax.lax.scan(backward, (gL, s0, gL), (W, D, active), reverse=True)
+    # s[l-1] holds log||g_{l-1}||; append l = L (g_L itself, norm 1).
+    log_norm = jnp.concatenate([s, s0[None]], axis=0).T
+    direct = jnp.concatenate([vn, jnp.ones((1, gL.shape[0]), jnp.float32)], axis=0).T
+
+    gz, gw = jnp.asarray(_GH_Z, jnp.float32), jnp.asarray(_GH_W, jnp.float32)
+
+    def mean_field(q, _):
+        hz = jnp.sqrt(jnp.maximum(q, 1e-30)) * gz
+        chi = sigma_w**2 * jnp.dot(gw, dphi(hz) ** 2)
+        q_next = sigma_w**2 * jnp.dot(gw, phi(hz) ** 2)
+        return q_next, jnp.log(chi)
+
+    q1 = sigma_w**2 * jnp.mean(jnp.sum(x0**2, axis=1)) / n
+    _, log_chi = jax.lax.scan(mean_field, q1, None, length=L)
+    log_chi = jnp.concatenate([jnp.zeros((1,), jnp.float32), log_chi])
+    forward_finite = jnp.concatenate([jnp.ones((1,), bool), jnp.cumprod(finite).astype(bool)])
+    forward_nonzero = jnp.concatenate([jnp.ones((1,), bool), jnp.cumprod(nonzero).astype(bool)])
+    return log_norm, direct, log_chi, forward_finite, forward_nonzero
+
+
+def gradient_curves(sigma_w: float, depth: int, activation: str) -> dict[str, np.ndarray]:
+    """The gradient panel's data as NumPy arrays, for ``l = 0..depth`` (layer ``l`` of a depth-L net).
+
+    Keys: ``log10_measured`` log10 of the root-mean-square ``||g_l||`` over the batch (from the
+    log-space sweep, exact at any depth), ``log10_samples`` (B, L+1) per input, ``direct`` (B, L+1)
+    the plain float32 ``||g_l||`` (0 where it underflowed), ``log10_theory`` the mean-field
+    ``0.5 * sum_{k=l+1}^{L} log10 chi_k``, ``chi`` (L+1,) with ``chi[l] = chi_l`` (``chi[0]`` unused)
+    ``forward_finite`` (L+1,) whether every pre-activation up to layer ``l`` is finite and
+    ``forward_nonzero`` (L+1,) whether no ``x_k``, ``k <= l``, has underflowed to all zeros.
+    ``||g_L|| = 1``.
+    """
+    sigma_w = check_positive("sigma_w", sigma_w)
+    depth = check_positive_int("depth", depth)
+    if depth > MAX_DEPTH:
+        raise ValueError(f"depth must be <= {MAX_DEPTH}; got {depth}")
+    check_name("activation", activation, ACTIVATIONS)
+    data = network_data()
+    out = _gradient_kernel(data["Z"], data["x0"], data["gL"], np.float32(sigma_w), np.int32(depth),
+                           np.int32(ACTIVATIONS.index(activation)))
+    log_norm, direct, log_chi, forward_finite, forward_nonzero = (np.asarray(a) for a in jax.device_get(out))
+    log_norm = log_norm[:, : depth + 1].astype(np.float64)
+    # log-mean-exp over the batch of 2 log||g||, halved: the log of the RMS norm.
+    m = np.max(2 * log_norm, axis=0)
+    finite_m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        rms = 0.5 * (m + np.log(np.mean(np.exp(2 * log_norm - finite_m), axis=0)))
+    rms = np.where(m == -np.inf, -np.inf, rms)  # every sample exactly 0 (a dead ReLU net): -inf, not NaN
+    log_chi = log_chi[: depth + 1].astype(np.float64)
+    suffix = np.concatenate([np.cumsum(log_chi[1:][::-1])[::-1], [0.0]])  # sum_{k=l+1}^{L} log chi_k
+    return {
+        "log10_measured": rms / math.log(10),
+        "log10_samples": log_norm / math.log(10),
+        "direct": direct[:, : depth + 1],
+        "log10_theory": 0.5 * suffix / math.log(10),
+        "chi": np.exp(log_chi),
+        "forward_finite": forward_finite[: depth + 1],
+        "forward_nonzero": forward_nonzero[: depth + 1],
+    }
+
+
+def make_gradient_figure() -> tuple:
+    """Figure of ``log10 ||dE/dx_l||`` against ``l``; ``update(sigma_w, depth, activation)``."""
+    fig, ax = new_figure(margins={"top": 0.88})
+    (theory,) = ax.plot([], [], "-", color="k", lw=1.5, label="theory ½Σ log₁₀ χₖ")
+    (direct,) = ax.plot([], [], "o", color="C3", ms=3, label="plain float32")
+    (measured,) = ax.plot([], [], "-", color="C0", lw=2, label="log-space")
+    ax.axhline(_LOG10_TINY, color="0.5", ls="--", lw=1)
+    ax.text(0, _LOG10_TINY, " 1.2e-38", va="bottom", fontsize=8, color="0.4")
+    label = ax.set_xlabel("layer l")
+    ax.set_ylabel("log₁₀ ‖∂E/∂x_l‖")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=8, frameon=False)
+
+    def update(sigma_w: float, depth: int, activation: str) -> str:
+        c = gradient_curves(sigma_w, depth, activation)
+        ls = np.arange(depth + 1)
+        ok = bool(c["forward_finite"][-1])
+        nan = np.full(ls.shape, np.nan)
+        meas = np.where(np.isfinite(c["log10_measured"]), c["log10_measured"], np.nan) if ok else nan
+        direct_log = log10_or_nan(np.sqrt(np.mean(c["direct"].astype(np.float64) ** 2, axis=0))) if ok else nan
+        theory.set_data(ls, c["log10_theory"])
+        measured.set_data(ls, meas)
+        direct.set_data(ls, direct_log)
+        direct.set_markevery(max(1, depth // 50))
+        shown = np.concatenate([c["log10_theory"], meas])
+        shown = shown[np.isfinite(shown)]
+        lo, hi = float(np.min(shown)), float(np.max(shown))
+        pad = max(2.0, 0.08 * (hi - lo))
+        ax.set_xlim(0, depth)
+        ax.set_ylim(lo - pad, hi + pad)
+        label.set_text(f"layer l    ({activation}, σ_w = {sigma_w:.2f}, L = {depth}: χ_L = {float(c['chi'][-1]):.3g})")
+        if not ok:
+            k = int(np.argmin(c["forward_finite"]))
+            return (f"overflow: the forward signal exceeds 3.4e38 (float32) at layer {k}, "
+                    "so every gradient is NaN: only the theory is drawn")
+        if not c["forward_nonzero"][-1]:
+            k = int(np.argmin(c["forward_nonzero"]))
+            dead = " and the gradient below it is exactly 0" if not np.isfinite(meas[0]) else ""
+            return f"underflow: the forward signal x_l is 0 in float32 from layer {k} on{dead}"
+        return _direct_status(direct_log, c["log10_measured"])
+
+    return fig, update
+
+
+def _direct_status(direct_log: np.ndarray, exact_log: np.ndarray) -> str:
+    """Status of plain float32 backprop: the highest layer whose gradient under- or overflowed."""
+    bad = ~np.isfinite(direct_log)
+    if not bad.any():
+        return ""
+    k = int(np.max(np.nonzero(bad)[0]))
+    if exact_log[k] < 0:
+        return (f"underflow: plain float32 backprop gives dE/dx_l = 0 for l <= {k} (below 1.2e-38); "
+                f"log-space: 10^{exact_log[0]:.0f} at l = 0")
+    return (f"overflow: plain float32 backprop gives inf for l <= {k} (above 3.4e38); "
+            f"log-space: 10^{exact_log[0]:.0f} at l = 0")
+
+
+def gradient_controls() -> dict[str, ipywidgets.ValueWidget]:
+    """Controls of the gradient panel: weight scale, depth and activation."""
+    return {
+        "sigma_w": ipywidgets.FloatSlider(value=1.0, min=0.25, max=2.5, step=0.05, description="sigma_w",
+                                          readout_format=".2f"),
+        "depth": ipywidgets.IntSlider(value=50, min=1, max=MAX_DEPTH, description="depth L"),
+        "activation": ipywidgets.Dropdown(options=list(ACTIVATIONS), value="tanh", description="activation"),
+    }
+
+
+@register_panel("ch02.gradient_norms")
+def gradient_panel() -> LivePanel:
+    """Live panel: gradient norms of a random MLP against mean-field theory, with under/overflow status."""
+    return LivePanel(make_gradient_figure, gradient_controls(), freeze_legend=True)
+
+
+def gradient_scrubber(activation: str = "tanh", depth: int = 100):
+    """Kernel-free twin of :func:`gradient_panel`: ``sigma_w`` from 0.5 to 2.0 at fixed depth and activation."""
+    check_name("activation", activation, ACTIVATIONS)
+    values = [round(0.5 + 0.1 * i, 2) for i in range(16)]
+    return scrubber(make_gradient_figure, "sigma_w", values, fixed={"depth": depth, "activation": activation})
+

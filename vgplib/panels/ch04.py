@@ -1,0 +1,445 @@
+"""Chapter 4 panels, "Recurrent networks and backpropagation through time".
+
+Two live panels (registered as ``"ch04.bptt"`` and ``"ch04.cobweb"``) and their scrubber twins:
+
+* :func:`bptt_panel`: a vanilla RNN ``h_t = phi(W h_{t-1} + U x_t + b)`` (Elman 1990) with a fixed
+  random ``W = rho * W_0`` (``W_0`` Gaussian, rescaled to spectral radius exactly 1) driven by a fixed
+  input sequence. Left: the heat map ``log10 ||d h_t / d h_k||_F`` over ``0 <= k <= t <= T``, with
+
+      d h_t / d h_k = J_t J_{t-1} ... J_{k+1},    J_s = diag(phi'(a_s)) W     (BPTT, Werbos 1990),
+
+  every entry carried in log-space (:func:`vgplib.pairwise_log_norms`). Right: the row ``t = T`` in the
+  spectral norm against the bound of Pascanu, Mikolov & Bengio (2013, eq. 7)
+
+      ||d h_T / d h_k||_2 <= (gamma ||W||_2)^(T - k),   gamma = sup |phi'| (1/4 sigmoid, 1 tanh and ReLU).
+
+* :func:`cobweb_panel`: the one-neuron map ``h <- sigmoid(w h + b)``: a cobweb plot of the orbit from
+  ``h_0 =`` :data:`COBWEB_H0` and the exact ``d h_t / d h_0 = prod_s w sigmoid'(w h_{s-1} + b)`` (by
+  forward-mode autodiff in float32, and as a log-space sum), which collapses once the orbit is trapped
+  at a saturated fixed point (Bengio, Simard & Frasconi 1994).
+
+Each computation is ONE ``jax.jit`` function with fixed shapes: the RNN always runs :data:`T_MAX`
+steps and the slider ``T`` only selects the rows shown (``h_t`` for ``t <= T`` does not depend on
+later steps) and masks the step Jacobians above ``T`` with the identity for the ``t = T`` row; the
+activation is an index into ``jax.lax.switch``. So no slider move compiles.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import ipywidgets
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from vgplib._validate import check_name, check_positive, check_positive_int
+from vgplib.activations import get_activation
+from vgplib.jacobians import _log_sweep
+from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
+from vgplib.recurrent import _pairwise, init_rnn
+from vgplib.widgets import LivePanel, register_panel, scrubber
+
+T_MAX = 80  #: steps of the fixed-shape RNN (the T slider's maximum)
+HIDDEN = 16  #: hidden size n
+N_IN = 4  #: input size d
+ACTIVATIONS = ("tanh", "sigmoid", "relu")  #: dropdown options, in lax.switch order
+SEED = 4
+HEAT_RANGE = (-30.0, 15.0)  #: colour limits of the heat map, log10 (values beyond are clipped)
+
+COBWEB_STEPS = 40  #: steps of the one-neuron map
+COBWEB_H0 = 0.6  #: its initial state
+
+_LN10 = math.log(10.0)
+
+
+def _real(arg: str, value) -> float:
+    """Raise unless ``value`` is a finite real number; return it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{arg} must be a real number; got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{arg} must be finite; got {value}")
+    return float(value)
+_LOG_TINY = math.log(FLOAT32_TINY)
+_LOG_MAX = math.log(FLOAT32_MAX)
+
+
+# --------------------------------------------------------------------------- the RNN of the BPTT panel
+
+
+@lru_cache(maxsize=1)
+def rnn_data() -> dict[str, np.ndarray]:
+    """The panel's fixed network and inputs: ``W0`` (spectral radius exactly 1), ``U``, ``b``, ``xs``, norms.
+
+    ``W0 = init_rnn(..., w_init="spectral_radius", scale=1)["W"]``, ``U ~ N(0, 1/d)``, ``b ~ N(0, 0.1^2)``,
+    ``x_t ~ N(0, 1)`` iid, ``h_0 = 0``; ``norm_W0`` is ``||W0||_2`` (NumPy, float64).
+    """
+    k_net, k_x = jax.random.split(jax.random.key(SEED))
+    params = init_rnn(k_net, N_IN, HIDDEN, w_init="spectral_radius", scale=1.0, sigma_u=1.0, sigma_b=0.1)
+    xs = jax.random.normal(k_x, (T_MAX, N_IN), jnp.float32)
+    out = {key: np.asarray(value) for key, value in params.items()}
+    out["xs"] = np.asarray(xs)
+    out["norm_W0"] = float(np.linalg.norm(out["W"].astype(np.float64), 2))
+    out["rho_W0"] = float(np.max(np.abs(np.linalg.eigvals(out["W"].astype(np.float64)))))
+    return out
+
+
+def _act_and_grad(index: jax.Array, a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    branches = [lambda z, name=name: (get_activation(name).fn(z), get_activation(name).grad(z)) for name in ACTIVATIONS]
+    return jax.lax.switch(index, branches, a)
+
+
+@jax.jit
+def _bptt_kernel(W0, U, b, xs, rho, act_index, T):
+    """States, step Jacobians, the heat map and the ``t = T`` row (natural logs), for ``W = rho W0``."""
+    W = rho * W0
+    n = W.shape[0]
+
+    def step(h, x):
+        a = jnp.matmul(W, h, precision=jax.lax.Precision.HIGHEST) + jnp.matmul(
+            U, x, precision=jax.lax.Precision.HIGHEST) + b
+        h_new, d = _act_and_grad(act_index, a)
+        return h_new, (h_new, d[:, None] * W)
+
+    _, (hs, J) = jax.lax.scan(step, jnp.zeros((n,), W.dtype), xs)
+    heat = _pairwise(J, spectral=False)  # (T_MAX+1, T_MAX+1): log ||d h_t / d h_k||_F
+    t = jnp.arange(1, xs.shape[0] + 1)
+    J_masked = jnp.where((t <= T)[:, None, None], J, jnp.eye(n, dtype=W.dtype))
+    s, sv = _log_sweep(J_masked)  # P_k = J_T ... J_{k+1} for k <= T (identities above T)
+    return hs, J, heat, s + jnp.log(sv[:, 0]), s
+
+
+def bptt_curves(rho: float, activation: str, T: int) -> dict[str, np.ndarray | float]:
+    """The BPTT panel's data for ``W = rho W0``, as NumPy arrays (natural logs).
+
+    Keys: ``heat`` ``(T+1, T+1)`` with ``heat[t, k] = log ||d h_t / d h_k||_F`` (NaN for ``t < k``),
+    ``spectral`` and ``frobenius`` ``(T+1,)`` with entry ``k`` the log norm of ``d h_T / d h_k``,
+    ``bound`` ``(T+1,)`` the log of Pascanu's bound ``(T - k) log(gamma ||W||_2)``, ``gamma``,
+    ``norm_W`` (``||W||_2 = rho ||W0||_2``), ``hs`` ``(T, n)`` the states ``h_1..h_T`` and ``J``
+    ``(T, n, n)`` the step Jacobians.
+    """
+    rho = check_positive("rho", rho)
+    check_name("activation", activation, ACTIVATIONS)
+    T = check_positive_int("T", T)
+    if T > T_MAX:
+        raise ValueError(f"T must be <= {T_MAX}; got {T}")
+    data = rnn_data()
+    out = _bptt_kernel(data["W"], data["U"], data["b"], data["xs"], np.float32(rho),
+                       np.int32(ACTIVATIONS.index(activation)), np.int32(T))
+    hs, J, heat, spectral, frob = (np.asarray(a) for a in jax.device_get(out))
+    gamma = float(get_activation(activation).sup_grad)
+    norm_W = rho * data["norm_W0"]
+    k = np.arange(T + 1)
+    return {
+        "heat": heat[: T + 1, : T + 1].astype(np.float64),
+        "spectral": spectral[: T + 1].astype(np.float64),
+        "frobenius": frob[: T + 1].astype(np.float64),
+        "bound": (T - k) * math.log(gamma * norm_W),
+        "gamma": gamma,
+        "norm_W": norm_W,
+        "hs": hs[:T],
+        "J": J[:T],
+    }
+
+
+def make_bptt_figure() -> tuple:
+    """Heat map of ``log10 ||d h_t/d h_k||_F`` and the row ``t = T`` against Pascanu's bound.
+
+    ``update(rho, activation, T)``.
+    """
+    fig, (ax_heat, ax_row) = new_figure(figsize=(7.6, 3.3), ncols=2,
+                                        margins={"left": 0.08, "right": 0.98, "bottom": 0.15, "top": 0.8,
+                                                 "wspace": 0.42})
+    blank = np.full((T_MAX + 1, T_MAX + 1), np.nan)
+    image = ax_heat.imshow(blank, origin="lower", cmap="magma", vmin=HEAT_RANGE[0], vmax=HEAT_RANGE[1],
+                           interpolation="nearest", aspect="auto", extent=(-0.5, T_MAX + 0.5, -0.5, T_MAX + 0.5))
+    ax_heat.set_xticks(range(0, T_MAX + 1, 20))
+    ax_heat.set_yticks(range(0, T_MAX + 1, 20))
+    cbar = fig.colorbar(image, ax=ax_heat, fraction=0.06, pad=0.02)
+    cbar.set_ticks([-30, -15, 0, 15])
+    cbar.set_label("log₁₀ ‖∂h_t/∂h_k‖_F", fontsize=8)
+    cbar.ax.tick_params(labelsize=7)
+    cbar.ax.yaxis.set_label_coords(4.2, 0.5)
+    ax_heat.set_xlabel("source step k")
+    ax_heat.set_ylabel("target step t")
+    ax_heat.yaxis.set_label_coords(-0.16, 0.5)
+    heat_title = ax_heat.set_title("", fontsize=9, y=1.01)
+    (exact,) = ax_row.plot([], [], "-", color="C0", lw=2, label="exact ‖∂h_T/∂h_k‖₂")
+    (bound,) = ax_row.plot([], [], "--", color="k", lw=1.5, label="bound (γ‖W‖₂)^(T−k)")
+    ax_row.axhline(math.log10(FLOAT32_TINY), color="0.6", ls=":", lw=1)
+    ax_row.set_xlabel("source step k")
+    ax_row.set_ylabel("log₁₀ norm")
+    ax_row.yaxis.set_label_coords(-0.15, 0.5)
+    ax_row.set_xlim(0, T_MAX)  # fixed, like the heat map: no new x ticks per move
+    ax_row.set_xticks(range(0, T_MAX + 1, 20))
+    ax_row.yaxis.set_major_locator(MaxNLocator(4, integer=True))
+    ax_row.legend(loc="lower left", bbox_to_anchor=(-0.1, 1.02), ncol=1, fontsize=8, frameon=False)
+    data = rnn_data()
+
+    def update(rho: float, activation: str, T: int) -> str:
+        c = bptt_curves(rho, activation, T)
+        heat10 = np.full((T_MAX + 1, T_MAX + 1), np.nan)  # fixed axes (no new ticks per move): blank beyond T
+        heat10[: T + 1, : T + 1] = c["heat"] / _LN10
+        image.set_data(heat10)
+        ks = np.arange(T + 1)
+        spec10, bound10 = c["spectral"] / _LN10, c["bound"] / _LN10
+        exact.set_data(ks, spec10)
+        bound.set_data(ks, bound10)
+        shown = np.concatenate([spec10, bound10])
+        lo, hi = float(np.min(shown)), float(np.max(shown))
+        pad = max(1.0, 0.08 * (hi - lo))
+        ax_row.set_ylim(lo - pad, hi + pad)
+        gn = c["gamma"] * c["norm_W"]
+        verdict = "vanishing guaranteed" if gn < 1 else "growth allowed"
+        heat_title.set_text(f"{activation}, ρ(W) = {rho * data['rho_W0']:.2f}, ‖W‖₂ = {c['norm_W']:.2f}\n"
+                            f"γ‖W‖₂ = {gn:.2f}: {verdict}")
+        if not np.all(np.isfinite(c["hs"])):
+            return "overflow: the state h_t is not finite in float32"
+        finite = c["heat"][np.isfinite(c["heat"])]
+        if finite.min() < _LOG_TINY:
+            return (f"underflow: ‖∂h_t/∂h_k‖ reaches 10^{finite.min() / _LN10:.0f}, below float32's 1.2e-38; "
+                    "a plain float32 product is 0 there (log-space shown)")
+        if finite.max() > _LOG_MAX:
+            return (f"overflow: ‖∂h_t/∂h_k‖ reaches 10^{finite.max() / _LN10:.0f}, above float32's 3.4e38; "
+                    "a plain float32 product is inf there (log-space shown)")
+        return ""
+
+    return fig, update
+
+
+def freeze_axes(fig, ax) -> None:
+    """Replace ``ax`` (here: a colorbar that never changes) by a pixel copy of itself, drawn once.
+
+    Like :func:`vgplib.plots.freeze_legends`: a static axes is re-rendered on every draw (its tick
+    labels are most of the cost); a :meth:`Figure.figimage` of its pixels costs well under a
+    millisecond. Only for figures rendered at their own dpi afterwards (live panels, not scrubbers).
+    """
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+    height, width = pixels.shape[:2]
+    box = ax.get_tightbbox(fig.canvas.get_renderer()).padded(1)
+    x0, y0 = max(math.floor(box.x0), 0), max(math.floor(box.y0), 0)
+    x1, y1 = min(math.ceil(box.x1), width), min(math.ceil(box.y1), height)
+    ax.set_visible(False)
+    fig.figimage(pixels[height - y1: height - y0, x0:x1], xo=x0, yo=y0, origin="upper", zorder=10)
+
+
+def freeze_decorations(fig, ax) -> None:
+    """Draw the static frame of ``ax`` (spines, fixed ticks and tick labels, axis labels) once, as pixels.
+
+    For an axes whose limits and ticks never change: its data artists and title are hidden while the
+    figure is drawn once, the pixels of the frame are put BEHIND the axes (``figimage``, zorder -1),
+    and the axes stops drawing its axis, spines and background. A redraw then renders only the data
+    and the title. Live panels only (the pixels are at ``fig.dpi``).
+    """
+    data = [a for a in (*ax.lines, *ax.images, *ax.texts, *ax.collections, ax.title) if a.get_visible()]
+    for artist in data:
+        artist.set_visible(False)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+    height, width = pixels.shape[:2]
+    box = ax.get_tightbbox(fig.canvas.get_renderer()).padded(1)
+    for artist in data:
+        artist.set_visible(True)
+    x0, y0 = max(math.floor(box.x0), 0), max(math.floor(box.y0), 0)
+    x1, y1 = min(math.ceil(box.x1), width), min(math.ceil(box.y1), height)
+    ax.xaxis.set_visible(False)
+    ax.yaxis.set_visible(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.patch.set_visible(False)
+    fig.figimage(pixels[height - y1: height - y0, x0:x1], xo=x0, yo=y0, origin="upper", zorder=-1)
+
+
+def make_bptt_figure_live() -> tuple:
+    """:func:`make_bptt_figure` with its colorbar and the heat map's frame frozen into pixels (live panel)."""
+    fig, update = make_bptt_figure()
+    freeze_axes(fig, fig.axes[2])
+    freeze_decorations(fig, fig.axes[0])
+    return fig, update
+
+
+def bptt_controls() -> dict[str, ipywidgets.ValueWidget]:
+    """Controls of the BPTT panel: spectral radius of ``W``, activation and sequence length."""
+    return {
+        "rho": ipywidgets.FloatSlider(value=1.0, min=0.25, max=2.0, step=0.05, description="ρ(W)",
+                                      readout_format=".2f"),
+        "activation": ipywidgets.Dropdown(options=list(ACTIVATIONS), value="tanh", description="activation"),
+        "T": ipywidgets.IntSlider(value=60, min=2, max=T_MAX, description="T"),
+    }
+
+
+@register_panel("ch04.bptt")
+def bptt_panel() -> LivePanel:
+    """Live panel: the BPTT heat map over (t, k) and Pascanu's bound on the row t = T."""
+    return LivePanel(make_bptt_figure_live, bptt_controls(), freeze_legend=True)
+
+
+def bptt_scrubber(activation: str = "tanh", T: int = 60):
+    """Kernel-free twin of :func:`bptt_panel`: ``rho`` from 0.5 to 2.0 at fixed activation and ``T``."""
+    check_name("activation", activation, ACTIVATIONS)
+    values = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0]
+    return scrubber(make_bptt_figure, "rho", values, fixed={"activation": activation, "T": T})
+
+
+# --------------------------------------------------------------------------- the one-neuron map
+
+
+@jax.jit
+def _cobweb_kernel(w, b, h0):
+    """Orbit ``h_0..h_S`` of ``h <- sigmoid(w h + b)``; ``d h_t/d h_0`` by jvp (float32) and as a log sum."""
+
+    def orbit(h_start):
+        def step(h, _):
+            h_new = jax.nn.sigmoid(w * h + b)
+            return h_new, h_new
+
+        _, hs = jax.lax.scan(step, h_start, None, length=COBWEB_STEPS)
+        return jnp.concatenate([h_start[None], hs])
+
+    hs, direct = jax.jvp(orbit, (h0,), (jnp.ones_like(h0),))  # forward-mode autodiff: d h_t / d h_0
+    s = jax.nn.sigmoid(w * hs[:-1] + b)
+    log_factor = jnp.log(jnp.abs(w)) + jnp.log(s) + jnp.log1p(-s)  # log |w sigmoid'(w h_{t-1} + b)|
+    log_abs = jnp.concatenate([jnp.zeros((1,), hs.dtype), jnp.cumsum(log_factor)])
+    return hs, direct, log_abs
+
+
+def fixed_points(w: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed points ``h* = sigmoid(w h* + b)`` in ``(0, 1)`` and their slopes ``w sigmoid'(w h* + b)``.
+
+    Exact zeros and strict sign changes of ``sigmoid(w h + b) - h`` on a grid of 4,001 points, refined
+    by 40 bisection steps (float64, NumPy); roots closer than 1e-4 are merged. At the tangency
+    ``w = 4, b = -2`` the root ``1/2`` is triple and only found to about 1e-5. A fixed point is stable
+    when ``|slope| < 1``.
+    """
+    w = _real("w", w)
+    b = _real("b", b)
+    grid = np.linspace(0.0, 1.0, 4001)
+
+    def g(h):
+        return 1.0 / (1.0 + np.exp(-(w * h + b))) - h
+
+    vals = g(grid)
+    exact = grid[vals == 0.0]
+    idx = np.nonzero(vals[:-1] * vals[1:] < 0)[0]  # strict sign changes
+    lo, hi = grid[idx], grid[idx + 1]
+    g_lo = vals[idx]
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        same = g_lo * g(mid) > 0
+        lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
+        g_lo = g(lo)
+    roots = np.sort(np.concatenate([exact, 0.5 * (lo + hi)]))
+    if roots.size > 1:  # a tangency (w = 4, b = -2) is found from both sides: merge roots within 1e-4
+        roots = roots[np.concatenate([[True], np.diff(roots) > 1e-4])]
+    s = 1.0 / (1.0 + np.exp(-(w * roots + b)))
+    return roots, w * s * (1.0 - s)
+
+
+def cobweb_curves(w: float, b: float) -> dict[str, np.ndarray]:
+    """The cobweb panel's data: ``hs`` ``(S+1,)``, ``direct`` float32 ``d h_t/d h_0`` (jvp),
+    ``log10_abs`` ``log10 |d h_t/d h_0|`` from the log-space sum, fixed points ``roots`` and ``slopes``."""
+    w = _real("w", w)
+    b = _real("b", b)
+    out = _cobweb_kernel(np.float32(w), np.float32(b), np.float32(COBWEB_H0))
+    hs, direct, log_abs = (np.asarray(a, dtype=np.float64) for a in jax.device_get(out))
+    roots, slopes = fixed_points(w, b)
+    return {"hs": hs, "direct": direct, "log10_abs": log_abs / _LN10, "roots": roots, "slopes": slopes}
+
+
+def make_cobweb_figure() -> tuple:
+    """Cobweb plot of ``h <- sigmoid(w h + b)`` and ``log10 |d h_t / d h_0|``; ``update(w, b)``."""
+    fig, (ax_web, ax_grad) = new_figure(figsize=(7.6, 3.3), ncols=2,
+                                        margins={"left": 0.08, "right": 0.98, "bottom": 0.15, "top": 0.82,
+                                                 "wspace": 0.35})
+    grid = np.linspace(0.0, 1.0, 201)
+    ax_web.plot([0, 1], [0, 1], color="0.5", lw=1)
+    (curve,) = ax_web.plot(grid, grid, color="C0", lw=2)
+    (web,) = ax_web.plot([], [], color="C3", lw=0.9)
+    (stable,) = ax_web.plot([], [], "o", color="k", ms=6)
+    (unstable,) = ax_web.plot([], [], "o", mfc="white", mec="k", ms=6)
+    ax_web.set_xlim(0, 1)
+    ax_web.set_ylim(0, 1)
+    ax_web.set_xlabel("h at step t−1")
+    ax_web.set_ylabel("h_t")
+    ax_web.yaxis.set_label_coords(-0.15, 0.5)
+    web_title = ax_web.set_title("", fontsize=9, y=1.01)
+    ts = np.arange(COBWEB_STEPS + 1)
+    (exact,) = ax_grad.plot(ts, np.zeros_like(ts, dtype=float), "-", color="C0", lw=2, label="exact (log-space)")
+    (direct,) = ax_grad.plot(ts, np.zeros_like(ts, dtype=float), "o", color="C3", ms=3, label="float32 jvp")
+    ax_grad.axhline(math.log10(FLOAT32_TINY), color="0.6", ls=":", lw=1)
+    ax_grad.set_xlim(0, COBWEB_STEPS)
+    ax_grad.set_xlabel("step t")
+    ax_grad.set_ylabel("log₁₀ |∂h_t/∂h_0|")
+    ax_grad.yaxis.set_label_coords(-0.15, 0.5)
+    ax_grad.yaxis.set_major_locator(MaxNLocator(5, integer=True))
+    ax_web.set_xticks([0, 0.5, 1])
+    ax_web.set_yticks([0, 0.5, 1])
+    ax_grad.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
+    grad_title = ax_grad.set_title("", fontsize=9, y=1.1)
+
+    def update(w: float, b: float) -> str:
+        c = cobweb_curves(w, b)
+        hs = c["hs"]
+        curve.set_ydata(1.0 / (1.0 + np.exp(-(w * grid + b))))
+        xs = np.repeat(hs, 2)[1:]
+        ys = np.concatenate([[0.0], np.repeat(hs[1:], 2)])[: xs.size]
+        web.set_data(np.concatenate([[hs[0]], xs]), np.concatenate([[0.0], ys]))
+        ok = np.abs(c["slopes"]) < 1
+        stable.set_data(c["roots"][ok], c["roots"][ok])
+        unstable.set_data(c["roots"][~ok], c["roots"][~ok])
+        web_title.set_text(f"h ← σ(w h + b),  w = {w:.2f}, b = {b:.2f}")
+        log10_abs = c["log10_abs"]
+        exact.set_ydata(np.where(np.isfinite(log10_abs), log10_abs, np.nan))
+        with np.errstate(divide="ignore"):
+            d10 = np.where(c["direct"] != 0, np.log10(np.abs(c["direct"])), np.nan)
+        direct.set_ydata(d10)
+        finite = log10_abs[np.isfinite(log10_abs)]
+        lo, hi = float(np.min(finite)), float(np.max(finite))
+        pad = max(1.0, 0.08 * (hi - lo))
+        ax_grad.set_ylim(lo - pad, hi + pad)
+        factor = abs(w) * hs[-1] * (1 - hs[-1])
+        grad_title.set_text(f"h_T = {hs[-1]:.3f}: |w σ'| = {factor:.3g} per step")
+        if w == 0:
+            return "zero gradient: with w = 0, h_t does not depend on h_0"
+        if not np.all(np.isfinite(log10_abs)):
+            return "zero gradient: σ' rounds to 0 in float32 (fully saturated)"
+        if np.any(c["direct"][1:] == 0):
+            t0 = int(np.argmax(c["direct"] == 0))
+            return (f"underflow: the float32 product is 0 from t = {t0} (below 1.2e-38); "
+                    f"exact: 10^{log10_abs[-1]:.0f} at t = {COBWEB_STEPS}")
+        if not np.all(np.isfinite(c["direct"])):
+            return "overflow: the float32 product is inf (above 3.4e38)"
+        return ""
+
+    return fig, update
+
+
+def cobweb_controls() -> dict[str, ipywidgets.ValueWidget]:
+    """Controls of the cobweb panel: recurrent weight ``w`` and bias ``b``."""
+    return {
+        "w": ipywidgets.FloatSlider(value=8.0, min=-8.0, max=12.0, step=0.25, description="w", readout_format=".2f"),
+        "b": ipywidgets.FloatSlider(value=-3.0, min=-8.0, max=4.0, step=0.25, description="b", readout_format=".2f"),
+    }
+
+
+def make_cobweb_figure_live() -> tuple:
+    """:func:`make_cobweb_figure` with the cobweb axes' fixed frame frozen into pixels (live panel)."""
+    fig, update = make_cobweb_figure()
+    freeze_decorations(fig, fig.axes[0])
+    return fig, update
+
+
+@register_panel("ch04.cobweb")
+def cobweb_panel() -> LivePanel:
+    """Live panel: the one-neuron sigmoid map, its cobweb and the collapse of d h_T / d h_0."""
+    return LivePanel(make_cobweb_figure_live, cobweb_controls(), freeze_legend=True)
+
+
+def cobweb_scrubber(b: float = -2.0):
+    """Kernel-free twin of :func:`cobweb_panel`: ``w`` from 1 to 12 at fixed ``b``."""
+    b = _real("b", b)
+    values = [1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0]
+    return scrubber(make_cobweb_figure, "w", values, fixed={"b": b})

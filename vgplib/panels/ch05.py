@@ -1,0 +1,433 @@
+"""Chapter 5, *Exploding gradients*: its live panel, the divergence grid, the cliff figures, the exercises.
+
+The live panel (registered as ``"ch05.overflow"``) back-propagates a unit output gradient
+``g_L = dE/dx_L`` through a tanh MLP ``x_l = tanh(W_l x_{l-1})``, ``W_l = sigma_w Z_l / sqrt(n)``
+(``Z_l`` a fixed standard-normal matrix, no biases), twice:
+
+* in plain float32, ``g_{l-1} = W_l^T (tanh'(h_l) * g_l)``, as backpropagation does: above
+  ``3.4e38`` an entry becomes ``inf`` and the next product turns it into ``NaN``;
+* renormalized after every layer, with the scale kept as a logarithm: exact at any depth.
+
+Over it the mean-field prediction (Poole et al. 2016; Schoenholz et al. 2017)
+``log E||g_l||^2 = sum_{k=l+1}^{L} log chi_1(q_k)``, ``chi_1(q) = sigma_w^2 E_z[tanh'(sqrt(q) z)^2]``,
+``q_1 = sigma_w^2 ||x_0||^2 / n``, ``q_{k+1} = sigma_w^2 E_z[tanh(sqrt(q_k) z)^2]``, by a fine
+trapezoid rule. All three come from ONE jitted function with a fixed maximum depth and a mask, so no
+slider move compiles. The status line names the depth at which float32 overflows.
+
+The divergence grid trains a small ReLU MLP on the digits by full-batch gradient descent for every
+``(sigma_w, learning rate)`` pair at once (``vmap`` of a ``lax.scan``); :func:`grid_params` builds the
+very parameters, so one cell can be re-run with :func:`vgplib.train_mlp` as an independent check.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache, partial
+
+import ipywidgets
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from matplotlib.figure import Figure
+
+from vgplib._validate import check_positive, check_positive_int
+from vgplib.data import load_digits
+from vgplib.landscapes import CLIFF_X0, cliff_wall
+from vgplib.networks import dense, mlp_forward
+from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
+from vgplib.widgets import LivePanel, register_panel, scrubber
+
+Array = jax.Array
+
+MAX_DEPTH = 300  #: layers of the fixed-shape panel network (depth slider maximum)
+WIDTH = 64  #: width n of every layer of the panel network
+SEED = 5
+SIGMA_W_MIN, SIGMA_W_MAX, SIGMA_W_STEP = 0.5, 5.0, 0.05
+N_QUAD = 2001  #: nodes of the trapezoid rule on [-10, 10] for the Gaussian expectations (float32)
+SCRUBBER_DEPTHS: tuple[int, ...] = (10, 25, 50, 75, 100, 125, 150, 175, 200, 225, 250, 275, 300)
+LOG10_MAX = math.log10(FLOAT32_MAX)  # 38.53
+LOG10_TINY = math.log10(FLOAT32_TINY)  # -37.93
+_LN10 = math.log(10.0)
+
+# Gaussian expectations E_z[f(sqrt(q) z)] by the trapezoid rule on a fine grid: at sigma_w = 5 the
+# integrand tanh'(sqrt(q) z)^2 is a bump of width ~0.2 that 64 Gauss-Hermite nodes miss (chi_1 off by
+# 25 %); the trapezoid rule converges geometrically for such smooth, fast-decaying integrands.
+_QZ = np.linspace(-10.0, 10.0, N_QUAD)
+_QW = np.exp(-0.5 * _QZ**2) / math.sqrt(2.0 * math.pi) * (_QZ[1] - _QZ[0])
+
+
+# --------------------------------------------------------------------------- the panel network
+
+
+@lru_cache(maxsize=1)
+def panel_network() -> dict[str, Array]:
+    """The fixed random tanh network (key ``SEED``), created once.
+
+    ``Z`` ``(MAX_DEPTH, n, n)`` standard normal, so ``W_l = sigma_w Z_l / sqrt(n)``; ``x0`` ``(n,)``
+    with ``||x0||^2 = n``; ``g`` ``(n,)`` a unit vector, the output gradient ``dE/dx_L``.
+    """
+    kz, kx, kg = jax.random.split(jax.random.PRNGKey(SEED), 3)
+    Z = jax.random.normal(kz, (MAX_DEPTH, WIDTH, WIDTH), jnp.float32)
+    x0 = jax.random.normal(kx, (WIDTH,), jnp.float32)
+    x0 = x0 * jnp.sqrt(WIDTH / jnp.sum(x0**2))
+    g = jax.random.normal(kg, (WIDTH,), jnp.float32)
+    return {"Z": Z, "x0": x0, "g": g / jnp.linalg.norm(g)}
+
+
+def _scale(sigma_w, n: int):
+    """``sigma_w / sqrt(n)`` in float32, computed the same way inside and outside the kernel."""
+    return jnp.float32(sigma_w) / jnp.sqrt(jnp.float32(n))
+
+
+def panel_params(sigma_w: float, depth: int) -> dict[str, Array]:
+    """The first ``depth`` layers of the panel network, stacked: ``{"W": (depth, n, n), "b": (depth, n)}``.
+
+    ``W_l = sigma_w Z_l / sqrt(n)`` (float32), ``b_l = 0``; :func:`vgplib.layer_jacobians` accepts it.
+    """
+    sigma_w = check_positive("sigma_w", sigma_w)
+    depth = _check_depth(depth)
+    Z = panel_network()["Z"][:depth]
+    return {"W": Z * _scale(np.float32(sigma_w), WIDTH), "b": jnp.zeros((depth, WIDTH), jnp.float32)}
+
+
+def _check_depth(depth: int) -> int:
+    depth = check_positive_int("depth", depth)
+    if depth > MAX_DEPTH:
+        raise ValueError(f"depth must be <= {MAX_DEPTH}; got {depth}")
+    return depth
+
+
+@jax.jit
+def _overflow_kernel(Z: Array, x0: Array, g: Array, sigma_w: Array, depth: Array):
+    """Direct float32 and log-space backprop through the first ``depth`` layers, plus mean-field theory.
+
+    Returns ``direct`` ``(L+1, n)``: the float32 ``g_l`` (``g_l = g`` for ``l >= depth``);
+    ``log_norm`` ``(L+1,)``: ``ln ||g_l||`` from the renormalized sweep; ``log_chi`` ``(L+1,)`` with
+    ``log_chi[l] = ln chi_1(q_l)`` for ``l >= 1``; ``log_chi_star``: ``ln chi_1`` after ``L`` steps
+    of the variance map (its fixed point to float32 precision).
+    """
+    L, n = Z.shape[0], Z.shape[-1]
+    hp = jax.lax.Precision.HIGHEST
+    W = Z * _scale(sigma_w, n)
+    b = jnp.zeros((n,), Z.dtype)
+
+    def forward(x, W_l):
+        t = jnp.tanh(dense({"W": W_l, "b": b}, x))
+        # J_l = diag(tanh'(h_l)) W_l, written as JAX's forward-mode rule for tanh writes it,
+        # (g + g tanh) (1 - tanh): bit for bit what vgplib.layer_jacobians (jax.jacfwd) returns.
+        return t, (W_l + W_l * t[:, None]) * (1.0 - t)[:, None]
+
+    _, J = jax.lax.scan(forward, x0, W)
+    active = jnp.arange(1, L + 1) <= depth
+
+    def backward(carry, inputs):
+        u, s, v = carry  # unit direction, ln ||g_l||, direct float32 g_l
+        J_l, on = inputs
+        a = jnp.matmul(u, J_l, precision=hp)  # J_l^T u
+        r = jnp.linalg.norm(a)
+        u_new = jnp.where(on, jnp.where(r > 0, a / jnp.where(r > 0, r, 1.0), 0.0), u)
+        s_new = jnp.where(on, s + jnp.log(r), s)
+        v_new = jnp.where(on, jnp.matmul(v, J_l, precision=hp), v)
+        return (u_new, s_new, v_new), (s_new, v_new)
+
+    zero = jnp.zeros((), jnp.float32)
+    _, (s, vs) = jax.lax.scan(backward, (g, zero, g), (J, active), reverse=True)
+    log_norm = jnp.concatenate([s, zero[None]])
+    direct = jnp.concatenate([vs, g[None]], axis=0)
+
+    gz, gw = jnp.asarray(_QZ, jnp.float32), jnp.asarray(_QW, jnp.float32)
+
+    def mean_field(q, _):
+        hz = jnp.sqrt(jnp.maximum(q, 1e-30)) * gz
+        t = jnp.tanh(hz)
+        chi = sigma_w**2 * jnp.dot(gw, (1.0 - t * t) ** 2)
+        return sigma_w**2 * jnp.dot(gw, t * t), jnp.log(chi)
+
+    q1 = sigma_w**2 * jnp.sum(x0**2) / n
+    _, log_chi = jax.lax.scan(mean_field, q1, None, length=L)
+    return direct, log_norm, jnp.concatenate([zero[None], log_chi]), log_chi[-1]
+
+
+def overflow_curves(sigma_w: float, depth: int) -> dict[str, object]:
+    """The panel's data for ``l = 0..depth`` (NumPy, float64 where derived).
+
+    Keys: ``log10_exact`` ``log10 ||g_l||`` (log-space sweep, exact at any depth); ``direct_norm``
+    ``||g_l||`` of the plain float32 backprop, its norm taken in float64 (``inf`` where the float32
+    vector holds ``inf`` or ``NaN``; 0 where it underflowed to zero); ``log10_theory``
+    ``0.5 log10 prod_{k>l} chi_1(q_k)``; ``chi_star`` (``chi_1`` at the variance fixed point);
+    ``overflow_layer``: the highest ``l`` whose float32 ``g_l`` is not finite (``None`` if none);
+    ``underflow_layer``: the highest ``l`` whose float32 ``g_l`` is exactly 0 (``None`` if none).
+    """
+    sigma_w = check_positive("sigma_w", sigma_w)
+    depth = _check_depth(depth)
+    net = panel_network()
+    out = _overflow_kernel(net["Z"], net["x0"], net["g"], np.float32(sigma_w), np.int32(depth))
+    direct, log_norm, log_chi, log_chi_star = (np.asarray(a) for a in jax.device_get(out))
+    direct = direct[: depth + 1].astype(np.float64)
+    finite = np.all(np.isfinite(direct), axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = np.where(finite, np.linalg.norm(np.where(finite[:, None], direct, 0.0), axis=1), np.inf)
+    log_chi = log_chi[: depth + 1].astype(np.float64)
+    suffix = np.concatenate([np.cumsum(log_chi[1:][::-1])[::-1], [0.0]])  # sum_{k=l+1}^{L} ln chi_k
+    bad = np.flatnonzero(~finite)
+    zero = np.flatnonzero(finite & (norm == 0))
+    return {
+        "log10_exact": log_norm[: depth + 1].astype(np.float64) / _LN10,
+        "direct_norm": norm,
+        "log10_theory": 0.5 * suffix / _LN10,
+        "chi_star": float(np.exp(log_chi_star)),
+        "overflow_layer": int(bad.max()) if bad.size else None,
+        "underflow_layer": int(zero.max()) if zero.size else None,
+    }
+
+
+def overflow_status(curves: dict[str, object], depth: int) -> str:
+    """The status line: ``"overflow: ..."`` / ``"underflow: ..."`` of the float32 backprop, or ``""``."""
+    exact0 = float(curves["log10_exact"][0])
+    if curves["overflow_layer"] is not None:
+        layer = int(curves["overflow_layer"])
+        return (f"overflow: ||dE/dx_0|| above 3.4e38 in float32 at depth {depth} "
+                f"(inf/NaN after {depth - layer} layers of backprop) \u2014 log-space value 1e+{exact0:.0f}")
+    if curves["underflow_layer"] is not None:
+        layer = int(curves["underflow_layer"])
+        return (f"underflow: ||dE/dx_0|| below 1.2e-38 in float32 at depth {depth} "
+                f"(0 after {depth - layer} layers of backprop) \u2014 log-space value 1e{exact0:.0f}")
+    return ""
+
+
+def make_overflow_figure() -> tuple[Figure, object]:
+    """Figure of ``log10 ||dE/dx_l||`` against ``l``; ``update(sigma_w, depth) -> status``."""
+    fig, ax = new_figure()
+    (theory,) = ax.plot([], [], "-", color="k", lw=1.2, label="mean field ½Σ log₁₀ χ₁(q_k)")
+    (exact,) = ax.plot([], [], "-", color="C0", lw=2, label="exact (log-space)")
+    (direct,) = ax.plot([], [], "--", color="C3", lw=1.5, label="plain float32 backprop")
+    (mark,) = ax.plot([], [], "x", color="C3", ms=10, mew=2.5)
+    ax.axhline(LOG10_MAX, color="0.5", ls="--", lw=1)
+    max_label = ax.text(0.3, LOG10_MAX, "float32 max 3.4e38", va="bottom", fontsize=8, color="0.4",
+                        transform=ax.get_yaxis_transform())
+    ax.set_xlabel("layer l")
+    ax.set_ylabel("log₁₀ ‖∂E/∂x_l‖")
+    ax.legend(loc="upper right", fontsize=7)
+    title = ax.set_title("", fontsize=10)
+
+    def update(sigma_w: float = 4.0, depth: int = 250) -> str:
+        c = overflow_curves(sigma_w, depth)
+        ls = np.arange(depth + 1)
+        norm = c["direct_norm"]
+        ok = np.isfinite(norm) & (norm > 0)
+        direct_log = np.full(depth + 1, np.nan)
+        direct_log[ok] = np.log10(norm[ok])
+        theory.set_data(ls, c["log10_theory"])
+        exact.set_data(ls, c["log10_exact"])
+        direct.set_data(ls, direct_log)
+        layer = c["overflow_layer"]
+        if layer is None:
+            mark.set_data([], [])
+        else:
+            mark.set_data([layer], [LOG10_MAX])
+        shown = np.concatenate([c["log10_theory"], c["log10_exact"]])
+        lo, hi = float(np.min(shown)), float(np.max(shown))
+        if hi > LOG10_MAX - 15:
+            hi = max(hi, LOG10_MAX + 3)
+        pad = max(2.0, 0.08 * (hi - lo))
+        ax.set_xlim(0, depth)
+        ax.set_ylim(lo - pad, hi + pad)
+        max_label.set_visible(hi + pad > LOG10_MAX)
+        title.set_text(f"tanh, σ_w = {sigma_w:.2f} (χ₁ = {c['chi_star']:.2f}), L = {depth}: "
+                       f"‖∂E/∂x₀‖ = 10^{float(c['log10_exact'][0]):.1f}")
+        return overflow_status(c, depth)
+
+    return fig, update
+
+
+def overflow_controls(sigma_w: float = 4.0, depth: int = 250) -> dict[str, ipywidgets.ValueWidget]:
+    """The panel's sliders: weight scale ``sigma_w`` and depth ``L``."""
+    return {
+        "sigma_w": ipywidgets.FloatSlider(value=sigma_w, min=SIGMA_W_MIN, max=SIGMA_W_MAX, step=SIGMA_W_STEP,
+                                          description="sigma_w", readout_format=".2f"),
+        "depth": ipywidgets.IntSlider(value=depth, min=1, max=MAX_DEPTH, description="depth L"),
+    }
+
+
+@register_panel("ch05.overflow")
+def overflow_panel() -> LivePanel:
+    """Live panel: exploding gradients of a tanh MLP, exact against float32, with the overflow status."""
+    return LivePanel(make_overflow_figure, overflow_controls())
+
+
+def overflow_scrubber(sigma_w: float = 4.0, depths=SCRUBBER_DEPTHS):
+    """Kernel-free twin of :func:`overflow_panel`: the depth from 10 to 300 at fixed ``sigma_w``."""
+    check_positive("sigma_w", sigma_w)
+    return scrubber(make_overflow_figure, "depth", list(depths), fixed={"sigma_w": sigma_w})
+
+
+# --------------------------------------------------------------------------- the divergence grid
+
+
+GRID_HIDDEN = 32  #: width of the hidden layers of the grid network
+GRID_LAYERS = 8  #: weight layers: 64 -> 32, 6 x (32 -> 32), 32 -> 10
+GRID_SAMPLES = 256  #: training images used (full batch)
+
+
+@lru_cache(maxsize=1)
+def grid_problem() -> tuple[Array, Array, list[Array]]:
+    """``(x, y, Z)``: the first ``GRID_SAMPLES`` digits of the training split and standard-normal
+    matrices ``Z_l`` ``(n_l, n_{l-1})`` (key 0) for widths ``64, 32, ..., 32, 10``."""
+    digits = load_digits()
+    x = jnp.asarray(digits.x_train[:GRID_SAMPLES])
+    y = jnp.asarray(digits.y_train[:GRID_SAMPLES])
+    widths = [64] + [GRID_HIDDEN] * (GRID_LAYERS - 1) + [10]
+    keys = jax.random.split(jax.random.PRNGKey(0), GRID_LAYERS)
+    Z = [jax.random.normal(k, (n_out, n_in), jnp.float32) for k, n_in, n_out in zip(keys, widths[:-1], widths[1:])]
+    return x, y, Z
+
+
+def _scaled(Z: list[Array], sigma_w) -> list[dict[str, Array]]:
+    return [{"W": z * (sigma_w / jnp.sqrt(jnp.float32(z.shape[1]))), "b": jnp.zeros(z.shape[0], z.dtype)} for z in Z]
+
+
+def grid_params(sigma_w: float) -> list[dict[str, Array]]:
+    """The grid network's initial parameters at ``sigma_w``: ``W_l = sigma_w Z_l / sqrt(n_{l-1})``, ``b = 0``."""
+    sigma_w = check_positive("sigma_w", sigma_w)
+    return _scaled(grid_problem()[2], jnp.float32(sigma_w))
+
+
+def _ce(params, x, y):
+    logits = mlp_forward(params, x, "relu", linear_output=True)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def _train_one(Z, x, y, sigma_w, lr, steps):
+    params = _scaled(Z, sigma_w)
+
+    def step(p, _):
+        loss, g = jax.value_and_grad(_ce)(p, x, y)
+        return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g), loss
+
+    p, losses = jax.lax.scan(step, params, None, length=steps)
+    return jnp.concatenate([losses, _ce(p, x, y)[None]])
+
+
+@partial(jax.jit, static_argnames=("steps",))
+def _grid_kernel(Z, x, y, sigma_ws, lrs, steps):
+    over_lr = jax.vmap(_train_one, in_axes=(None, None, None, None, 0, None))
+    return jax.vmap(over_lr, in_axes=(None, None, None, 0, None, None))(Z, x, y, sigma_ws, lrs, steps)
+
+
+def divergence_grid(sigma_ws, lrs, steps: int = 40) -> np.ndarray:
+    """Loss curves ``(len(sigma_ws), len(lrs), steps + 1)`` of full-batch gradient descent on the digits.
+
+    For each pair, ReLU MLP :func:`grid_params` ``(sigma_w)`` is trained by ``theta <- theta - lr dE/dtheta``
+    (``optax.sgd`` without momentum) on :func:`grid_problem`; entry ``[i, j, t]`` is the cross-entropy
+    before step ``t`` (``t = steps``: after the last step). All pairs run in one jitted double ``vmap``.
+    """
+    sw = np.asarray(sigma_ws, dtype=np.float32)
+    lr = np.asarray(lrs, dtype=np.float32)
+    for arg, arr in (("sigma_ws", sw), ("lrs", lr)):
+        if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or not np.all(arr > 0):
+            raise ValueError(f"{arg} must be a non-empty 1-D array of finite positive numbers")
+    steps = check_positive_int("steps", steps)
+    x, y, Z = grid_problem()
+    return np.asarray(_grid_kernel(Z, x, y, jnp.asarray(sw), jnp.asarray(lr), steps))
+
+
+def classify_runs(losses: np.ndarray) -> np.ndarray:
+    """Label each run from its loss curve ``(..., steps + 1)``.
+
+    2 = diverged: the loss became ``inf``/``NaN``, or rose above 10 times its initial value at some
+    step, or ended above its initial value; 0 = learning: otherwise, with a final loss below
+    ``0.8 ln 10`` (80 % of the chance level of 10 classes); 1 = stalled: the rest.
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    first, last = losses[..., 0], losses[..., -1]
+    finite = np.all(np.isfinite(losses), axis=-1)
+    peak = np.max(np.where(np.isfinite(losses), losses, np.inf), axis=-1)
+    diverged = ~finite | (peak > 10.0 * first) | (last > first)
+    learning = ~diverged & (last < 0.8 * math.log(10.0))
+    return np.where(diverged, 2, np.where(learning, 0, 1))
+
+
+def first_nonfinite_step(losses: np.ndarray) -> np.ndarray:
+    """Index of the first non-finite loss along the last axis (-1 where every loss is finite)."""
+    bad = ~np.isfinite(np.asarray(losses))
+    return np.where(bad.any(axis=-1), np.argmax(bad, axis=-1), -1)
+
+
+# --------------------------------------------------------------------------- cliff figure helper
+
+
+def wall_line(ws: np.ndarray, x0: float = CLIFF_X0) -> tuple[np.ndarray, np.ndarray]:
+    """``(w, b_wall(w))`` for the part of ``ws`` where the closed-form wall exists (``w sigmoid'(x0) > 1``)."""
+    ws = np.asarray(ws, dtype=np.float64)
+    s = 1.0 / (1.0 + math.exp(-x0))
+    ok = ws * s * (1 - s) > 1.0 + 1e-9
+    return ws[ok], np.asarray(cliff_wall(ws[ok], x0=x0), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- exercises
+
+
+def _report(ok: bool, what: str, hint: str) -> bool:
+    print(f"Correct: {what}." if ok else f"Not yet: {hint}")
+    return ok
+
+
+def float32_overflow_count(a: float) -> int:
+    """The number of factors ``a > 1`` after which a float32 running product ``a^k`` is ``inf``."""
+    a = check_positive("a", a)
+    if a <= 1:
+        raise ValueError(f"a must be above 1 for the product to overflow; got {a}")
+    p = np.float32(1.0)
+    k = 0
+    with np.errstate(over="ignore"):
+        while np.isfinite(p):
+            p = np.float32(p * np.float32(a))
+            k += 1
+    return k
+
+
+def check_overflow_count(answer) -> bool:
+    """Self-check: after how many factors 1.5 does a float32 running product first become inf?"""
+    if answer is None:
+        print("No answer yet: set the variable to your integer and run the cell again.")
+        return False
+    ref = float32_overflow_count(1.5)
+    ok = isinstance(answer, (int, np.integer)) and int(answer) == ref
+    return _report(ok, f"1.5^{ref} is the first power above 3.4e38 in float32",
+                   "solve 1.5^k > 3.4028235e38 for the smallest integer k (take logarithms).")
+
+
+def check_overflow_depth(answer, sigma_w: float = 3.0) -> bool:
+    """Self-check: the mean-field depth at which ``||dE/dx_0||`` of a unit output gradient passes 3.4e38.
+
+    Reference: ``L = ln(3.4e38) / (0.5 ln chi_1)`` with ``chi_1`` from :func:`vgplib.chi1` (tanh);
+    answers within 2 % are accepted.
+    """
+    if answer is None:
+        print("No answer yet: set the variable to your depth and run the cell again.")
+        return False
+    from vgplib.theory import chi1
+
+    ref = math.log(FLOAT32_MAX) / (0.5 * math.log(chi1("tanh", sigma_w)))
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return _report(False, "", "the answer must be a number of layers.")
+    ok = math.isfinite(value) and abs(value - ref) <= 0.02 * ref
+    return _report(ok, f"about {ref:.0f} layers (chi_1 = {chi1('tanh', sigma_w):.3f})",
+                   "the norm grows by sqrt(chi_1) per layer: solve chi_1^(L/2) = 3.4e38 for L.")
+
+
+def check_wall(answer, w: float = 6.0) -> bool:
+    """Self-check: the bias ``b`` at which the cliff crosses ``w`` (for ``x_0 = 0.5``)."""
+    if answer is None:
+        print("No answer yet: set the variable to your value of b and run the cell again.")
+        return False
+    ref = float(cliff_wall(w))
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return _report(False, "", "the answer must be a number.")
+    ok = abs(value - ref) <= 1e-3
+    return _report(ok, f"b_wall({w:g}) = {ref:.4f}", "x_0 must be a fixed point: solve x_0 = w sigmoid(x_0) + b for b.")

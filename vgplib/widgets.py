@@ -1,0 +1,483 @@
+"""Live slider panels that answer in tens of milliseconds, and kernel-free scrubbers of the same figure.
+
+One mechanism for every interactive figure of the book:
+
+* A chapter writes ``make_figure() -> (fig, update)``: it creates a matplotlib figure ONCE and returns
+  ``update(**slider_values) -> status``, which changes the artists in place (``set_data``,
+  ``set_ydata``, ``set_text``) and returns a status string such as ``"underflow: below 1.2e-38 in
+  float32"`` ("" when there is nothing to report). The computation inside ``update`` is one
+  ``jax.jit`` function called with fixed shapes and dtypes (a maximum depth and a mask, an activation
+  as an index into ``lax.switch``), so no slider move compiles.
+* :class:`LivePanel` shows the sliders, an :class:`ipywidgets.Image` holding the PNG of the figure
+  (re-rendered in place on every move) and a status line. ``ipywidgets.interact`` instead builds a
+  new figure per move: a median of 560 ms here against a few tens of ms for an in-place update.
+* :func:`scrubber` renders the same figure over a list of values of one slider into matplotlib's
+  ``jshtml`` animation: a range input over embedded PNG frames that works in the static HTML book with
+  no kernel and no network, so the book never shows a dead slider.
+* :func:`register_panel` / :func:`all_panels` keep a registry of every chapter's panel factories
+  (modules ``vgplib.panels.chNN``), which the slider corner-sweep test and ``bench/bench_panels.py``
+  drive programmatically; :func:`corner_values`, :func:`sweep_values` and :func:`count_compiles` are
+  their tools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import importlib
+import itertools
+import math
+import pkgutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import ipywidgets
+import jax.monitoring
+import numpy as np
+from matplotlib.animation import FuncAnimation
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from vgplib.plots import DPI, FIGSIZE, figure_png, freeze_legends, new_figure
+
+__all__ = [
+    "PANELS",
+    "CompileCounter",
+    "LivePanel",
+    "all_panels",
+    "corner_values",
+    "count_compiles",
+    "new_figure",
+    "register_panel",
+    "scrubber",
+    "sweep_values",
+]
+
+MakeFigure = Callable[[], tuple[Figure, Callable[..., Any]]]
+
+#: Sliders with a numeric range; their corners are ``min`` and ``max``.
+_RANGE_TYPES = (ipywidgets.IntSlider, ipywidgets.FloatSlider, ipywidgets.FloatLogSlider,
+                ipywidgets.BoundedIntText, ipywidgets.BoundedFloatText)
+#: Controls with a finite list of options; every option is a corner.
+_OPTION_TYPES = (ipywidgets.Dropdown, ipywidgets.ToggleButtons, ipywidgets.RadioButtons, ipywidgets.Select)
+_BOOL_TYPES = (ipywidgets.Checkbox, ipywidgets.ToggleButton)
+_SUPPORTED = _RANGE_TYPES + _OPTION_TYPES + _BOOL_TYPES + (ipywidgets.SelectionSlider,)
+
+#: How a non-empty status string starts (checked by the corner-sweep test): "underflow: ...",
+#: "overflow: ...", "zero gradient: ..." (an exact 0, e.g. a dead ReLU layer), "nan: ...".
+STATUS_KINDS = ("underflow", "overflow", "zero", "nan")
+
+#: Most frames a scrubber may hold (each frame is an embedded PNG of ~10-30 KB).
+MAX_FRAMES = 25
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _check_make_figure(make_figure: Any) -> None:
+    if not callable(make_figure):
+        raise TypeError(f"make_figure must be a callable returning (fig, update); got {type(make_figure).__name__}")
+
+
+def _call_make_figure(make_figure: MakeFigure) -> tuple[Figure, Callable[..., Any]]:
+    _check_make_figure(make_figure)
+    out = make_figure()
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"make_figure() must return a (fig, update) pair; got {type(out).__name__}")
+    fig, update = out
+    if not isinstance(fig, Figure):
+        raise TypeError(f"make_figure() must return a matplotlib Figure first; got {type(fig).__name__}")
+    if not callable(update):
+        raise TypeError(f"make_figure() must return a callable update second; got {type(update).__name__}")
+    _detach_from_pyplot(fig)
+    return fig, update
+
+
+def _detach_from_pyplot(fig: Figure) -> None:
+    """If ``fig`` was made with pyplot, unregister it so the inline backend does not show it too."""
+    import sys
+
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return
+    from matplotlib._pylab_helpers import Gcf
+
+    if any(manager.canvas.figure is fig for manager in Gcf.get_all_fig_managers()):
+        plt.close(fig)
+    if not isinstance(fig.canvas, FigureCanvasAgg):  # closing may leave a bare FigureCanvasBase
+        FigureCanvasAgg(fig)
+
+
+def _check_status(status: Any) -> str:
+    if status is None:
+        return ""
+    if not isinstance(status, str):
+        raise TypeError(f"update() must return a status string or None; got {type(status).__name__}")
+    return status
+
+
+def _check_controls(controls: Any) -> dict[str, ipywidgets.ValueWidget]:
+    if not isinstance(controls, Mapping) or len(controls) == 0:
+        raise TypeError("controls must be a non-empty dict {name: ipywidgets control}")
+    out = {}
+    for name, control in controls.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"controls keys must be valid Python identifiers (update's keyword names); got {name!r}")
+        if not isinstance(control, _SUPPORTED):
+            raise TypeError(
+                f"controls[{name!r}] must be one of {[t.__name__ for t in _SUPPORTED]}; got {type(control).__name__}"
+            )
+        out[name] = control
+    return out
+
+
+def _option_values(control: ipywidgets.ValueWidget) -> list[Any]:
+    """The values an option control can take (``options`` may be labels or (label, value) pairs)."""
+    labels = list(control._options_labels)
+    values = list(control._options_values)
+    if not values:
+        raise ValueError(f"control {control.description!r} has no options")
+    return values if len(values) == len(labels) else labels
+
+
+def _check_value(name: str, control: ipywidgets.ValueWidget, value: Any) -> Any:
+    """Raise unless ``value`` is one the control can hold; return it (ints for int sliders)."""
+    if isinstance(control, _RANGE_TYPES):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+        if not math.isfinite(value) or not control.min <= value <= control.max:
+            raise ValueError(f"{name} must be in [{control.min}, {control.max}]; got {value}")
+        if isinstance(control, (ipywidgets.IntSlider, ipywidgets.BoundedIntText)):
+            if int(value) != value:
+                raise ValueError(f"{name} must be an integer; got {value}")
+            return int(value)
+        return float(value)
+    if isinstance(control, _BOOL_TYPES):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False; got {value!r}")
+        return bool(value)
+    options = _option_values(control)
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}; got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- LivePanel
+
+
+class LivePanel:
+    """Sliders plus a live figure that ``update`` redraws in place; shows as the last expression of a cell.
+
+    ``make_figure() -> (fig, update)`` is called ONCE. Every control change calls
+    ``update(**values)`` with the values of all controls (keyword names = keys of ``controls``),
+    renders the figure to PNG (``fig.dpi`` or ``dpi``) into an :class:`ipywidgets.Image` and shows
+    the returned status string on a status line (red when not empty, for example
+    ``"underflow: ..."``). A first render with the controls' current values runs in the
+    constructor: that is where the panel's one JAX compilation belongs.
+
+    Attributes: ``widget`` (the :class:`ipywidgets.VBox` displayed), ``controls``, ``image``,
+    ``make_figure`` (kept so a benchmark can time the naive re-create-per-move alternative),
+    ``status`` (the status :class:`ipywidgets.HTML`), ``fig``, ``last_status``, ``last_seconds``
+    (compute + draw + PNG time of the last move) and ``moves`` (renders so far).
+
+    An exception inside ``update`` during an interactive move is shown on the status line (an
+    exception in a widget callback would otherwise vanish); :meth:`set` re-raises it.
+
+    ``freeze_legend=True`` draws each legend once and reuses its pixels (:func:`vgplib.plots.freeze_legends`),
+    saving about 15 ms per move; use it only when ``update`` never changes the legend and leaves
+    the legend's area free of data when the figure is created (the copy is opaque).
+    """
+
+    def __init__(self, make_figure: MakeFigure, controls: Mapping[str, ipywidgets.ValueWidget],
+                 dpi: int | None = None, freeze_legend: bool = False) -> None:
+        self.controls = _check_controls(controls)
+        if dpi is not None and (isinstance(dpi, bool) or not isinstance(dpi, (int, np.integer)) or dpi < 1):
+            raise ValueError(f"dpi must be a positive integer or None; got {dpi!r}")
+        if not isinstance(freeze_legend, bool):
+            raise TypeError(f"freeze_legend must be True or False; got {freeze_legend!r}")
+        self.make_figure = make_figure
+        self.fig, self._update = _call_make_figure(make_figure)
+        if freeze_legend:
+            if dpi is not None and dpi != self.fig.dpi:
+                raise ValueError("freeze_legend=True needs the figure's own dpi (leave dpi=None)")
+            freeze_legends(self.fig)
+        self.dpi = int(dpi) if dpi is not None else None
+        self.image = ipywidgets.Image(format="png")
+        self.status = ipywidgets.HTML(value="")
+        self.widget = ipywidgets.VBox([ipywidgets.HBox(list(self.controls.values())), self.image, self.status])
+        self.last_status = ""
+        self.last_seconds = math.nan
+        self.moves = 0
+        self._holding = False
+        self.render()
+        for control in self.controls.values():
+            control.observe(self._on_change, names="value")
+
+    # -- rendering
+    def values(self) -> dict[str, Any]:
+        """The current value of every control, ``{name: value}``."""
+        return {name: control.value for name, control in self.controls.items()}
+
+    def render(self) -> str:
+        """Call ``update`` with the current values, redraw the PNG and the status line; return the status."""
+        start = time.perf_counter()
+        status = _check_status(self._update(**self.values()))
+        self.image.value = figure_png(self.fig, self.dpi)
+        self.last_seconds = time.perf_counter() - start
+        self.last_status = status
+        self.moves += 1
+        self.status.value = (
+            f'<span style="color:#b00020;font-weight:bold">&#9888; {html.escape(status)}</span>' if status else ""
+        )
+        return status
+
+    def _on_change(self, change: dict) -> None:
+        if self._holding:
+            return
+        try:
+            self.render()
+        except Exception as err:  # noqa: BLE001 - shown to the reader instead of vanishing
+            self.last_status = f"error: {type(err).__name__}: {err}"
+            self.status.value = f'<span style="color:#b00020">{html.escape(self.last_status)}</span>'
+
+    def set(self, **values: Any) -> str:
+        """Move one or more controls (validated like the widgets would), redraw once, return the status.
+
+        ``panel.set(depth=30, activation="relu")``: unknown names raise ``ValueError``; values outside
+        a slider's ``[min, max]`` or not among a dropdown's options raise ``ValueError``.
+        """
+        if not values:
+            raise ValueError(f"set() needs at least one of {list(self.controls)}")
+        checked = {}
+        for name, value in values.items():
+            if name not in self.controls:
+                raise ValueError(f"unknown control {name!r}; this panel has {list(self.controls)}")
+            checked[name] = _check_value(name, self.controls[name], value)
+        self._holding = True
+        try:
+            for name, value in checked.items():
+                self.controls[name].value = value
+        finally:
+            self._holding = False
+        return self.render()
+
+    # -- display
+    def _repr_mimebundle_(self, **kwargs: Any):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"LivePanel(controls={list(self.controls)}, values={self.values()})"
+
+
+# --------------------------------------------------------------------------- scrubber
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+#: Height of the strip a scrubber adds below the figure for the status line.
+STATUS_STRIP_INCHES = 0.22
+
+
+def _add_bottom_strip(fig: Figure, inches: float) -> None:
+    """Make ``fig`` taller by ``inches`` at the bottom, keeping every axes' size and place in inches."""
+    width, height = fig.get_size_inches()
+    new_height = height + inches
+    boxes = [(ax, ax.get_position()) for ax in fig.axes]
+    fig.set_size_inches(width, new_height)
+    for ax, box in boxes:
+        ax.set_position([box.x0, (box.y0 * height + inches) / new_height, box.width, box.height * height / new_height])
+    for text in fig.texts:
+        x, y = text.get_position()
+        text.set_position((x, (y * height + inches) / new_height))
+
+
+def scrubber(
+    make_figure: MakeFigure,
+    name: str,
+    values: Sequence[Any],
+    fixed: Mapping[str, Any] | None = None,
+    dpi: int = 60,
+    interval_ms: int = 400,
+):
+    """A kernel-free scrubber: the figure at each of ``values`` of control ``name``, as matplotlib jshtml.
+
+    Calls ``make_figure()`` once, then ``update(**fixed, name=value)`` per frame, and returns an
+    :class:`IPython.display.HTML` holding ``FuncAnimation(...).to_jshtml()``: a range input over
+    the embedded PNG frames that plays in the static book offline. Each frame carries the text
+    ``"name = value"`` (and the status string, if any) in the figure, so the reader sees which value
+    a frame shows. At most :data:`MAX_FRAMES` values; about 10-30 KB per frame at ``dpi=60``.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be the control name (a Python identifier); got {name!r}")
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"values must be a list of values of {name!r}; got {type(values).__name__}")
+    if not 1 <= len(values) <= MAX_FRAMES:
+        raise ValueError(f"values must hold 1 to {MAX_FRAMES} frames; got {len(values)}")
+    fixed = {} if fixed is None else fixed
+    if not isinstance(fixed, Mapping):
+        raise TypeError(f"fixed must be a dict of the other controls' values; got {type(fixed).__name__}")
+    if name in fixed:
+        raise ValueError(f"fixed must not contain the scrubbed control {name!r}")
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, np.integer)) or not 20 <= dpi <= 200:
+        raise ValueError(f"dpi must be an integer in [20, 200]; got {dpi!r}")
+    if isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, np.integer)) or interval_ms < 1:
+        raise ValueError(f"interval_ms must be a positive integer; got {interval_ms!r}")
+    from IPython.display import HTML
+
+    fig, update = _call_make_figure(make_figure)
+    fig.set_dpi(dpi)
+    _add_bottom_strip(fig, STATUS_STRIP_INCHES)
+    label = fig.text(0.985, 0.985, "", ha="right", va="top", fontsize=9,
+                     bbox={"boxstyle": "round,pad=0.2", "fc": "#fff8c4", "ec": "0.6"})
+    strip = STATUS_STRIP_INCHES / fig.get_figheight()
+    status_text = fig.text(0.005, 0.45 * strip, "", ha="left", va="center", fontsize=8, color="#b00020")
+    statuses = [""] * len(values)
+
+    def draw_frame(i: int):
+        status = _check_status(update(**fixed, **{name: values[i]}))
+        statuses[i] = status
+        label.set_text(f"{name} = {_format_value(values[i])}")
+        status_text.set_text(f"\u26a0 {status}" if status else "")
+        return []
+
+    anim = FuncAnimation(fig, draw_frame, frames=len(values), interval=interval_ms, blit=False, repeat=False)
+    html_text = anim.to_jshtml(default_mode="once")
+    return HTML(html_text)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _range_corners(control: ipywidgets.ValueWidget) -> list[Any]:
+    return [control.min, control.max] if control.min != control.max else [control.min]
+
+
+def _corner_options(control: ipywidgets.ValueWidget) -> list[Any]:
+    if isinstance(control, _RANGE_TYPES):
+        return _range_corners(control)
+    if isinstance(control, _BOOL_TYPES):
+        return [False, True]
+    options = _option_values(control)
+    if isinstance(control, ipywidgets.SelectionSlider):
+        return [options[0], options[-1]] if len(options) > 1 else options
+    return options
+
+
+def corner_values(controls: Mapping[str, ipywidgets.ValueWidget]) -> list[dict[str, Any]]:
+    """Every combination of the controls' extremes, as a list of ``{name: value}`` dicts.
+
+    A numeric slider contributes its ``min`` and ``max``; a Dropdown, ToggleButtons, RadioButtons or
+    Select every option; a SelectionSlider its first and last option; a Checkbox False and True.
+    Two sliders and a 4-option dropdown give 2 * 2 * 4 = 16 corners.
+    """
+    controls = _check_controls(controls)
+    names = list(controls)
+    choices = [_corner_options(controls[n]) for n in names]
+    return [dict(zip(names, combo)) for combo in itertools.product(*choices)]
+
+
+def sweep_values(control: ipywidgets.ValueWidget, n: int = 21) -> list[Any]:
+    """Values to drive one control over: all of them if there are at most ``n``, else ``n`` spread values.
+
+    Numeric sliders give ``n`` evenly spread values from ``min`` to ``max`` snapped to the slider's
+    ``step`` (endpoints included); option controls every option; a Checkbox False and True.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be an integer >= 2; got {n!r}")
+    if not isinstance(control, _SUPPORTED):
+        raise TypeError(f"control must be one of {[t.__name__ for t in _SUPPORTED]}; got {type(control).__name__}")
+    if not isinstance(control, _RANGE_TYPES):
+        return _option_values(control) if not isinstance(control, _BOOL_TYPES) else [False, True]
+    lo, hi = control.min, control.max
+    if isinstance(control, (ipywidgets.IntSlider, ipywidgets.BoundedIntText)):
+        if hi - lo + 1 <= n:
+            return list(range(lo, hi + 1))
+        return sorted({int(np.rint(v)) for v in np.linspace(lo, hi, n)})
+    if isinstance(control, ipywidgets.FloatLogSlider):
+        exps = np.linspace(lo, hi, n)
+        return [float(control.base**e) for e in exps]
+    step = getattr(control, "step", None) or 0
+    vals = np.linspace(lo, hi, n)
+    if step:
+        vals = lo + np.round((vals - lo) / step) * step
+    return sorted({float(min(max(v, lo), hi)) for v in vals})
+
+
+# --------------------------------------------------------------------------- compile counter
+
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+class CompileCounter:
+    """Counts XLA backend compilations while active (``count``), with the names of what compiled."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.names: list[str] = []
+
+    def __call__(self, event: str, duration: float, **kwargs: Any) -> None:
+        if event == _COMPILE_EVENT:
+            self.count += 1
+            self.names.append(str(kwargs.get("fun_name", "?")))
+
+
+@contextlib.contextmanager
+def count_compiles() -> Iterator[CompileCounter]:
+    """Context manager counting JAX compilations (jit or eager op) in its body.
+
+    ``with count_compiles() as c: panel.set(depth=30)`` then ``c.count == 0`` proves that the move
+    reused compiled code. Uses the ``/jax/core/compile/backend_compile_duration`` monitoring event,
+    emitted once per XLA compilation (cache hits emit nothing).
+    """
+    counter = CompileCounter()
+    jax.monitoring.register_event_duration_secs_listener(counter)
+    try:
+        yield counter
+    finally:
+        jax.monitoring.unregister_event_duration_listener(counter)
+
+
+# --------------------------------------------------------------------------- registry
+
+#: Registered panel factories ``{"chNN.name": factory}``; each ``factory()`` returns a new LivePanel.
+PANELS: dict[str, Callable[[], LivePanel]] = {}
+
+
+def register_panel(name: str) -> Callable[[Callable[[], LivePanel]], Callable[[], LivePanel]]:
+    """Decorator: register a zero-argument factory returning a :class:`LivePanel` under ``name``.
+
+    ``name`` is ``"chNN.short_name"`` (for example ``"ch02.matrix_products"``). Registration is what
+    puts a panel into the corner-sweep test and the latency benchmark. Re-registering the same
+    function object (a module reload) is allowed; another function under a taken name raises.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string such as 'ch02.products'; got {name!r}")
+
+    def decorator(factory: Callable[[], LivePanel]) -> Callable[[], LivePanel]:
+        if not callable(factory):
+            raise TypeError(f"register_panel({name!r}) must decorate a callable; got {type(factory).__name__}")
+        old = PANELS.get(name)
+        if old is not None and getattr(old, "__qualname__", None) != getattr(factory, "__qualname__", None):
+            raise ValueError(f"panel name {name!r} is already registered by {old!r}")
+        PANELS[name] = factory
+        return factory
+
+    return decorator
+
+
+def all_panels() -> dict[str, Callable[[], LivePanel]]:
+    """Import every ``vgplib.panels`` module (so each registers its panels) and return the registry."""
+    import vgplib.panels as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"vgplib.panels.{info.name}")
+    return dict(sorted(PANELS.items()))
+
+
+# re-exported for panel modules: ``from vgplib.widgets import new_figure``
+_ = (new_figure, FIGSIZE, DPI)
