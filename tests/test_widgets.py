@@ -23,7 +23,14 @@ matplotlib.use("Agg")
 import vgplib
 from vgplib import widgets
 from vgplib.panels import ch02
-from vgplib.plots import figure_png, freeze_legends, log10_or_nan, new_figure
+from vgplib.plots import (
+    figure_png,
+    freeze_axes,
+    freeze_decorations,
+    freeze_legends,
+    log10_or_nan,
+    new_figure,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -108,6 +115,68 @@ def test_freeze_legends_keeps_the_picture_and_hides_the_legend():
     assert freeze_legends(fig) == 0
     with pytest.raises(TypeError, match="fig"):
         freeze_legends(None)
+
+
+def _log_axes_figure(freeze):
+    """A log axes with fixed limits, mathtext tick labels, a legend and a curve that moves."""
+    fig, ax = new_figure()
+    ax.set_yscale("log")
+    ax.set_xlim(0, 10)
+    ax.set_ylim(1e-20, 1e2)
+    ax.set_ylabel(r"$\|g\|$")
+    ax.set_title("title")
+    (line,) = ax.plot([], [], "o-", label="a curve")
+    ax.legend(loc="lower right", frameon=False)
+    if freeze:
+        freeze(fig, ax)
+    line.set_data(np.arange(11), 10.0 ** -np.arange(11))
+    return fig, ax
+
+
+def test_freeze_decorations_keeps_the_picture_and_stops_drawing_the_frame():
+    plain, _ = _log_axes_figure(None)
+    frozen, ax = _log_axes_figure(freeze_decorations)
+    assert not ax.xaxis.get_visible() and not ax.yaxis.get_visible() and not ax.get_legend().get_visible()
+    assert len(frozen.images) == 1 and ax.lines[0].get_visible() and ax.title.get_visible()
+    a = np.asarray(plt_image(figure_png(plain)), dtype=int)
+    b = np.asarray(plt_image(figure_png(frozen)), dtype=int)
+    # Same picture up to antialiasing where the curve crosses the legend (drawn over it now).
+    assert np.mean(np.abs(a - b) > 8) < 0.005
+    # The frame really is frozen: moving the limits no longer changes the tick labels.
+    ax.set_ylim(1e-5, 1e5)
+    c = np.asarray(plt_image(figure_png(frozen)), dtype=int)
+    plain.axes[0].set_ylim(1e-5, 1e5)
+    d = np.asarray(plt_image(figure_png(plain)), dtype=int)
+    left = slice(0, int(0.1 * a.shape[1]))  # the y tick labels
+    assert np.array_equal(c[:, left], b[:, left]) and not np.array_equal(d[:, left], a[:, left])
+
+
+def test_freeze_axes_replaces_the_axes_by_its_pixels():
+    def make(freeze):
+        fig, (ax1, ax2) = new_figure(ncols=2)
+        ax2.plot([0, 1], [1, 0])
+        (line,) = ax1.plot([], [])
+        if freeze:
+            freeze_axes(fig, ax2)
+        line.set_data([0, 1], [0, 1])
+        return fig, ax2
+
+    plain, _ = make(False)
+    frozen, ax2 = make(True)
+    assert not ax2.get_visible() and len(frozen.images) == 1
+    a = np.asarray(plt_image(figure_png(plain)), dtype=int)
+    b = np.asarray(plt_image(figure_png(frozen)), dtype=int)
+    assert np.mean(np.abs(a - b) > 8) < 0.001
+
+
+@pytest.mark.parametrize("freeze", [freeze_axes, freeze_decorations])
+def test_freeze_rejects_bad_arguments(freeze):
+    fig, ax = new_figure()
+    _, other_ax = new_figure()
+    with pytest.raises(TypeError, match="fig"):
+        freeze(None, ax)
+    with pytest.raises(ValueError, match="ax must be an Axes of fig"):
+        freeze(fig, other_ax)
 
 
 def plt_image(png: bytes) -> np.ndarray:

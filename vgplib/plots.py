@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,6 +22,8 @@ FIGSIZE = (6.0, 3.2)
 DPI = 72
 #: Default fixed margins (fractions of the figure) for one axes with title and axis labels.
 MARGINS = {"left": 0.12, "right": 0.98, "bottom": 0.15, "top": 0.9}
+#: Title height in axes coordinates (fixed: see :func:`new_figure`).
+TITLE_Y = 1.01
 
 #: Smallest positive normal float32 and float64, and the largest finite values.
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.18e-38
@@ -60,7 +63,10 @@ def new_figure(
         adjust.update(margins)
     fig = Figure(figsize=tuple(float(v) for v in figsize), dpi=int(dpi))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=True)
+    # A fixed title height (rcParams at creation time is the public switch) stops matplotlib from
+    # measuring every tick label on each draw to lift the title clear of them.
+    with mpl.rc_context({"axes.titley": TITLE_Y}):
+        axes = fig.subplots(nrows, ncols, squeeze=True)
     fig.subplots_adjust(**adjust)
     for ax in np.atleast_1d(axes).ravel():
         fix_label_positions(ax)
@@ -68,13 +74,12 @@ def new_figure(
 
 
 def fix_label_positions(ax: Axes) -> None:
-    """Pin the title and axis-label positions so that a draw does not measure the tick labels.
+    """Pin the axis-label positions so that a draw does not measure the tick labels.
 
-    By default matplotlib places the title and the axis labels clear of the tick labels, which means
-    measuring every tick label's bounding box on every draw (about a third of a redraw here). With
-    the positions pinned (axes coordinates) that work is skipped.
+    By default matplotlib places the axis labels clear of the tick labels, which means measuring
+    every tick label's bounding box on every draw. With the positions pinned (axes coordinates) that
+    work is skipped. (The title is pinned when the axes is created: see :func:`new_figure`.)
     """
-    ax.title.set_y(1.01)
     ax.xaxis.set_label_coords(0.5, -0.13)
     ax.yaxis.set_label_coords(-0.085, 0.5)
 
@@ -133,3 +138,61 @@ def freeze_legends(fig: Figure) -> int:
         legend.set_visible(False)
         fig.figimage(pixels[height - y1 : height - y0, x0:x1], xo=x0, yo=y0, origin="upper", zorder=10)
     return len(legends)
+
+
+def _pixel_box(fig: Figure, ax: Axes) -> tuple[np.ndarray, int, int]:
+    """Draw ``fig`` once; return the pixels of ``ax``'s tight box (rows top-down) and its origin."""
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+    height, width = pixels.shape[:2]
+    box = ax.get_tightbbox(fig.canvas.get_renderer()).padded(1)
+    x0, y0 = max(math.floor(box.x0), 0), max(math.floor(box.y0), 0)
+    x1, y1 = min(math.ceil(box.x1), width), min(math.ceil(box.y1), height)
+    return pixels[height - y1 : height - y0, x0:x1], x0, y0
+
+
+def _check_fig_ax(fig: Figure, ax: Axes) -> None:
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure; got {type(fig).__name__}")
+    if not isinstance(ax, Axes) or ax not in fig.axes:
+        raise ValueError("ax must be an Axes of fig")
+
+
+def freeze_axes(fig: Figure, ax: Axes) -> None:
+    """Replace ``ax`` (for example a colorbar that never changes) by a pixel copy of itself, drawn once.
+
+    Like :func:`freeze_legends`: a static axes is re-rendered on every draw (its tick labels are most
+    of the cost); a :meth:`Figure.figimage` of its pixels costs well under a millisecond. Only for
+    figures rendered at their own dpi afterwards (live panels, not scrubbers).
+    """
+    _check_fig_ax(fig, ax)
+    pixels, x0, y0 = _pixel_box(fig, ax)
+    ax.set_visible(False)
+    fig.figimage(pixels, xo=x0, yo=y0, origin="upper", zorder=10)
+
+
+def freeze_decorations(fig: Figure, ax: Axes) -> None:
+    """Draw the static frame of ``ax`` (spines, ticks, tick and axis labels, grid, legend) once, as pixels.
+
+    For an axes whose limits, ticks and legend never change: its data artists and title are hidden
+    while the figure is drawn once, the pixels are put BEHIND the axes (``figimage``, zorder -1), and
+    the axes stops drawing its axes, spines, background and legend. A redraw then renders only the
+    data and the title: on a log axis with mathtext tick labels this halves the redraw. Live panels
+    only (the pixels are at ``fig.dpi``); the data is drawn over the legend, not under it.
+    """
+    _check_fig_ax(fig, ax)
+    data = [a for a in (*ax.lines, *ax.images, *ax.texts, *ax.collections, ax.title) if a.get_visible()]
+    for artist in data:
+        artist.set_visible(False)
+    pixels, x0, y0 = _pixel_box(fig, ax)
+    for artist in data:
+        artist.set_visible(True)
+    ax.xaxis.set_visible(False)
+    ax.yaxis.set_visible(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.patch.set_visible(False)
+    if ax.get_legend() is not None:
+        ax.get_legend().set_visible(False)
+    fig.figimage(pixels, xo=x0, yo=y0, origin="upper", zorder=-1)
+

@@ -223,7 +223,7 @@ def make_gradient_figure() -> tuple[Figure, object]:
     measured gradient leaves float32's range (underflow below 1.2e-38, overflow above 3.4e38; the
     panel computes in log space, a float32 backward pass would return 0 or inf).
     """
-    fig, ax = new_figure(figsize=(6.0, 3.4), dpi=72, margins={"left": 0.17, "top": 0.88, "bottom": 0.15})
+    fig, ax = new_figure(figsize=(6.0, 3.4), dpi=72, margins={"left": 0.17, "top": 0.78, "bottom": 0.15})
     ax.set_yscale("log")
     # few ticks, no minor ticks: a log axis over 50 decades otherwise draws hundreds of them
     # (the PNG render took about 4x longer)
@@ -238,12 +238,13 @@ def make_gradient_figure() -> tuple[Figure, object]:
     ax.axhline(FLOAT32_MAX, color="0.5", lw=0.8, ls=":")
     ax.axhline(1.0, color="0.8", lw=0.6)
     ax.grid(True, which="major", axis="y", alpha=0.3)
-    (dx_line,) = ax.plot([], [], "o", ms=3.5, label=r"measured $\|\partial E/\partial x_l\|$")
-    (dw_line,) = ax.plot([], [], "s", ms=3, mfc="none", color="0.35", label=r"measured $\|\partial E/\partial W_l\|$")
+    (dx_line,) = ax.plot([], [], "o", ms=3.5, label="measured ‖∂E/∂x_l‖")
+    (dw_line,) = ax.plot([], [], "s", ms=3, mfc="none", color="0.35", label="measured ‖∂E/∂W_l‖")
     (layer_line,) = ax.plot([], [], "-", lw=1.2, color="k", alpha=0.7, label=r"theory, layer-wise $q_k$")
     (fixed_line,) = ax.plot([], [], "--", lw=1.2, color="k", label=r"theory $\chi_1^{(L-l)/2}$ at $q^*$")
-    ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=2)
-    title = ax.set_title(" ", fontsize=9)
+    # The legend sits above the axes, clear of the data, so a live panel can freeze it into pixels.
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False, ncol=2)
+    title = ax.set_title(" ", fontsize=9, y=1.2)
     Z, x0, u = panel_data()
     for i in range(len(PANEL_ACTIVATIONS)):  # warm-up: the single compilation happens here
         _panel_kernel(Z, x0, u, np.int32(i), np.float32(1.0), np.int32(MAX_DEPTH))[0].block_until_ready()
@@ -293,7 +294,7 @@ def gradient_controls(depth: int = 30, sigma_w: float = 1.0, activation: str = "
 @register_panel("ch03.init_gradients")
 def gradient_panel() -> LivePanel:
     """A new live panel: per-layer gradients at initialization against the mean-field theory."""
-    return LivePanel(make_gradient_figure, gradient_controls())
+    return LivePanel(make_gradient_figure, gradient_controls(), freeze_legend=True)
 
 
 def gradient_scrubber(activation: str = "tanh", depth: int = MAX_DEPTH, sigmas=SCRUBBER_SIGMAS):

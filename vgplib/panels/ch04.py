@@ -38,7 +38,13 @@ from matplotlib.ticker import MaxNLocator
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import get_activation
 from vgplib.jacobians import _log_sweep
-from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
+from vgplib.plots import (
+    FLOAT32_MAX,
+    FLOAT32_TINY,
+    freeze_axes,
+    freeze_decorations,
+    new_figure,
+)
 from vgplib.recurrent import _pairwise, init_rnn
 from vgplib.widgets import LivePanel, register_panel, scrubber
 
@@ -207,50 +213,6 @@ def make_bptt_figure() -> tuple:
         return ""
 
     return fig, update
-
-
-def freeze_axes(fig, ax) -> None:
-    """Replace ``ax`` (here: a colorbar that never changes) by a pixel copy of itself, drawn once.
-
-    Like :func:`vgplib.plots.freeze_legends`: a static axes is re-rendered on every draw (its tick
-    labels are most of the cost); a :meth:`Figure.figimage` of its pixels costs well under a
-    millisecond. Only for figures rendered at their own dpi afterwards (live panels, not scrubbers).
-    """
-    fig.canvas.draw()
-    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
-    height, width = pixels.shape[:2]
-    box = ax.get_tightbbox(fig.canvas.get_renderer()).padded(1)
-    x0, y0 = max(math.floor(box.x0), 0), max(math.floor(box.y0), 0)
-    x1, y1 = min(math.ceil(box.x1), width), min(math.ceil(box.y1), height)
-    ax.set_visible(False)
-    fig.figimage(pixels[height - y1: height - y0, x0:x1], xo=x0, yo=y0, origin="upper", zorder=10)
-
-
-def freeze_decorations(fig, ax) -> None:
-    """Draw the static frame of ``ax`` (spines, fixed ticks and tick labels, axis labels) once, as pixels.
-
-    For an axes whose limits and ticks never change: its data artists and title are hidden while the
-    figure is drawn once, the pixels of the frame are put BEHIND the axes (``figimage``, zorder -1),
-    and the axes stops drawing its axis, spines and background. A redraw then renders only the data
-    and the title. Live panels only (the pixels are at ``fig.dpi``).
-    """
-    data = [a for a in (*ax.lines, *ax.images, *ax.texts, *ax.collections, ax.title) if a.get_visible()]
-    for artist in data:
-        artist.set_visible(False)
-    fig.canvas.draw()
-    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
-    height, width = pixels.shape[:2]
-    box = ax.get_tightbbox(fig.canvas.get_renderer()).padded(1)
-    for artist in data:
-        artist.set_visible(True)
-    x0, y0 = max(math.floor(box.x0), 0), max(math.floor(box.y0), 0)
-    x1, y1 = min(math.ceil(box.x1), width), min(math.ceil(box.y1), height)
-    ax.xaxis.set_visible(False)
-    ax.yaxis.set_visible(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.patch.set_visible(False)
-    fig.figimage(pixels[height - y1: height - y0, x0:x1], xo=x0, yo=y0, origin="upper", zorder=-1)
 
 
 def make_bptt_figure_live() -> tuple:

@@ -253,7 +253,7 @@ def overflow_controls(sigma_w: float = 4.0, depth: int = 250) -> dict[str, ipywi
 @register_panel("ch05.overflow")
 def overflow_panel() -> LivePanel:
     """Live panel: exploding gradients of a tanh MLP, exact against float32, with the overflow status."""
-    return LivePanel(make_overflow_figure, overflow_controls())
+    return LivePanel(make_overflow_figure, overflow_controls(), freeze_legend=True)
 
 
 def overflow_scrubber(sigma_w: float = 4.0, depths=SCRUBBER_DEPTHS):
