@@ -280,7 +280,7 @@ def _format_value(value: Any) -> str:
 
 
 #: Height of the strip a scrubber adds below the figure for the status line.
-STATUS_STRIP_INCHES = 0.22
+STATUS_STRIP_INCHES = 0.55  # below the figure: the frame's value, then its status (wrapped, two lines)
 
 
 def _add_bottom_strip(fig: Figure, inches: float) -> None:
@@ -332,10 +332,11 @@ def scrubber(
     fig, update = _call_make_figure(make_figure)
     fig.set_dpi(dpi)
     _add_bottom_strip(fig, STATUS_STRIP_INCHES)
-    label = fig.text(0.985, 0.985, "", ha="right", va="top", fontsize=9,
-                     bbox={"boxstyle": "round,pad=0.2", "fc": "#fff8c4", "ec": "0.6"})
+    # Both texts live in the strip below the axes, so they never cover a title or the data.
     strip = STATUS_STRIP_INCHES / fig.get_figheight()
-    status_text = fig.text(0.005, 0.45 * strip, "", ha="left", va="center", fontsize=8, color="#b00020")
+    label = fig.text(0.985, 0.8 * strip, "", ha="right", va="center", fontsize=9,
+                     bbox={"boxstyle": "round,pad=0.2", "fc": "#fff8c4", "ec": "0.6"})
+    status_text = fig.text(0.005, 0.5 * strip, "", ha="left", va="top", fontsize=7, color="#b00020", wrap=True)
     statuses = [""] * len(values)
 
     def draw_frame(i: int):
