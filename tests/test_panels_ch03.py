@@ -139,6 +139,9 @@ def test_exercise_checks(capsys):
     assert not ch03.check_adam_step(None)
     out = capsys.readouterr().out
     assert out.count("Correct") == 3 and out.count("No answer yet") == 2
+    assert not ch03.check_depth_to_vanish(None)
+    # The message names the notebook's variable, depth_answer.
+    assert "set depth_answer to your integer" in capsys.readouterr().out
 
 
 def test_bad_input():

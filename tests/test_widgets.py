@@ -568,6 +568,35 @@ def test_gradient_curves_theory_tracks_measurement_at_depth_50():
         assert np.max(np.abs(c["log10_measured"] - c["log10_theory"])) < 0.6, (activation, sigma_w)
 
 
+def test_scaled_norm_is_zero_only_for_the_zero_vector():
+    """Squares of 1e-20 underflow in float32 (jnp.linalg.norm gives 0); the scaled norm does not."""
+    tiny = jnp.full((ch02.WIDTH,), 1e-20, jnp.float32)
+    assert float(jnp.linalg.norm(tiny)) == 0.0  # the failure the scaling avoids
+    np.testing.assert_allclose(float(ch02._scaled_norm(tiny)), 8e-20, rtol=1e-5)
+    assert float(ch02._scaled_norm(jnp.zeros(5, jnp.float32))) == 0.0
+    assert float(ch02._scaled_norm(jnp.array([1.0, -jnp.inf], jnp.float32))) == np.inf
+    np.testing.assert_allclose(float(ch02._scaled_norm(jnp.array([3.0, -4.0], jnp.float32))), 5.0, rtol=1e-6)
+
+
+def test_gradient_curves_direct_is_zero_exactly_where_float32_backprop_is_all_zero():
+    """Sigmoid, sigma_w = 1, depth 150: plain float32 backprop through separately built Jacobians is an
+    all-zero vector at exactly the layers where ``direct`` is 0, and entries of ~1e-19 are not 0."""
+    depth, sigma_w = 150, 1.0
+    c = ch02.gradient_curves(sigma_w, depth, "sigmoid")
+    data = ch02.network_data()
+    n = ch02.WIDTH
+    params = [{"W": sigma_w * data["Z"][l] / math.sqrt(n), "b": jnp.zeros(n)} for l in range(depth)]
+    for b in range(ch02.BATCH):
+        J = vgplib.layer_jacobians(params, data["x0"][b], activation="sigmoid")
+        v = np.asarray(vgplib.backward_vector_products(J, data["gL"][b]))
+        assert v.dtype == np.float32
+        zero = np.all(v == 0, axis=1)
+        assert zero.any() and not zero.all()
+        np.testing.assert_array_equal(c["direct"][b] == 0, zero)
+        small = (np.abs(v).max(axis=1) < 1e-18) & ~zero  # alive, but its squares underflow
+        assert small.any() and np.all(c["direct"][b][small] > 0)
+
+
 def test_gradient_curves_dead_relu_network_is_minus_infinity_not_nan():
     """sigma_w = 0.25: the ReLU forward signal underflows to exactly 0, so every gradient below is 0."""
     c = ch02.gradient_curves(0.25, 120, "relu")
@@ -596,3 +625,43 @@ def test_ch02_scrubbers_are_small_and_scrub():
         frames = _frames(out.data)
         assert len(frames) == n and len(set(frames)) == n
         assert len(out.data) < 600_000
+
+
+# --------------------------------------------------------------------------- chapter 2 exercises
+
+
+def test_ch02_float32_horizon_is_where_jax_flushes_to_zero():
+    assert ch02.float32_horizon(0.25) == 64  # 0.25^64 = 2^-128 < 2^-126
+    assert ch02.float32_horizon(0.5) == 127  # 2^-127 is subnormal, flushed
+    with pytest.raises(ValueError, match="does not reach 0"):
+        ch02.float32_horizon(0.99)
+
+
+def test_ch02_horizon_check_accepts_64_only(capsys):
+    assert ch02.check_horizon(64) is True
+    assert ch02.check_horizon(np.int64(64)) is True
+    for wrong in (63, 65, 64.0, "64", True, None):
+        assert ch02.check_horizon(wrong) is False
+    out = capsys.readouterr().out
+    assert "Correct" in out and "Not yet" in out and "No answer yet" in out
+
+
+def test_ch02_nilpotent_check(capsys):
+    assert ch02.check_nilpotent(0, 0, 4) is True
+    assert ch02.check_nilpotent(0.0, 0.0, 4.0) is True
+    assert ch02.check_nilpotent(0, 0, 0) is False  # "the product of nilpotent factors is nilpotent"
+    assert ch02.check_nilpotent(2, 2, 4) is False  # norms, not spectral radii
+    assert ch02.check_nilpotent(None, 0, 4) is False
+    assert "Correct" in capsys.readouterr().out
+
+
+def test_ch02_relu_check(capsys):
+    decades = 100 * math.log10(0.5)
+    assert ch02.check_relu(math.sqrt(2), decades) is True
+    assert ch02.check_relu(math.sqrt(2), -30.1) is True
+    assert ch02.check_relu(1.0, -30.1) is False  # not critical
+    assert ch02.check_relu(2.0, -30.1) is False  # chi_1 = 2
+    assert ch02.check_relu(math.sqrt(2), -15.05) is False  # |g| instead of |g|^2
+    assert ch02.check_relu(math.sqrt(2), 30.1) is False  # sign
+    assert ch02.check_relu(None, -30.1) is False
+    assert "Correct" in capsys.readouterr().out

@@ -6,6 +6,8 @@ scrubber twins:
 * :func:`scalar_panel`: ``a^l`` for ``l = 0..L`` as float32 computes it (a JAX cumulative product,
   subnormals flushed to zero on CPU) against the exact ``l log10 a``. Shows where float32 underflows
   (below 1.2e-38) or overflows (above 3.4e38).
+* exercise self-checks :func:`check_horizon`, :func:`check_nilpotent`, :func:`check_relu`, which
+  compute their answers (JAX float32, NumPy eigenvalues, :func:`vgplib.chi1`) rather than store them.
 * :func:`gradient_panel`: the back-propagated gradient ``g_l = dE/dx_l = J_{l+1}^T ... J_L^T g_L`` of a
   random MLP ``x_l = phi(W_l x_{l-1})``, ``W_l ~ N(0, sigma_w^2 / n)``, with
   ``J_l = diag(phi'(h_l)) W_l``. Measured in log-space (exact at any depth), measured directly in
@@ -34,6 +36,7 @@ import numpy as np
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import get_activation
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, log10_or_nan, new_figure
+from vgplib.theory import chi1
 from vgplib.widgets import LivePanel, register_panel, scrubber
 
 MAX_DEPTH = 200  #: layers of the fixed-shape network (depth slider maximum)
@@ -42,6 +45,10 @@ BATCH = 8  #: inputs (and output gradients) averaged over
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")  #: dropdown options, in lax.switch order
 N_QUAD = 64  #: Gauss-Hermite nodes for the mean-field expectations (float32)
 SEED = 2
+#: Frames of the kernel-free scrubbers: 16 factors ``a`` from 0.1 to 2.0, 16 ``sigma_w`` from 0.5 to 2.0.
+SCALAR_SCRUBBER_FACTORS: tuple[float, ...] = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25,
+                                              1.5, 1.75, 2.0)
+GRADIENT_SCRUBBER_SIGMAS: tuple[float, ...] = tuple(round(0.5 + 0.1 * i, 2) for i in range(16))
 
 _LOG10_TINY = math.log10(FLOAT32_TINY)
 _LOG10_MAX = math.log10(FLOAT32_MAX)
@@ -130,8 +137,7 @@ def scalar_panel() -> LivePanel:
 
 def scalar_scrubber(depth: int = 100):
     """Kernel-free twin of :func:`scalar_panel`: ``a`` from 0.1 to 2.0 at fixed depth."""
-    values = [0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0]
-    return scrubber(make_scalar_figure, "factor", values, fixed={"depth": depth})
+    return scrubber(make_scalar_figure, "factor", list(SCALAR_SCRUBBER_FACTORS), fixed={"depth": depth})
 
 
 # --------------------------------------------------------------------------- random-network gradients
@@ -160,13 +166,28 @@ _GH_Z, _GH_W = np.polynomial.hermite_e.hermegauss(N_QUAD)
 _GH_W = _GH_W / math.sqrt(2.0 * math.pi)
 
 
+def _scaled_norm(v: jax.Array) -> jax.Array:
+    """``||v||`` over the last axis as ``m ||v / m||``, ``m = max |v_i|``, in ``v``'s dtype.
+
+    Squaring entries of about 1e-19 underflows to 0 in float32, so ``jnp.linalg.norm`` would return 0
+    for a vector that is not 0. Scaling by the largest entry first avoids that: the result is 0 exactly
+    when every entry is 0, and inf when an entry is inf (or the norm itself exceeds float32's range).
+    """
+    m = jnp.max(jnp.abs(v), axis=-1)
+    finite_pos = (m > 0) & jnp.isfinite(m)
+    scale = jnp.where(finite_pos, m, 1.0)
+    scaled = m * jnp.linalg.norm(v / scale[..., None], axis=-1)
+    return jnp.where(finite_pos, scaled, jnp.where(m > 0, m, 0.0 * m))
+
+
 @jax.jit
 def _gradient_kernel(Z, x0, gL, sigma_w, depth, act_index):
     """Everything the gradient panel draws, for every layer of the MAX_DEPTH network at once.
 
     Layer ``l`` (1-based) is active when ``l <= depth``. Returns, for ``l = 0..MAX_DEPTH``:
     ``log_norm`` (B, L+1) natural log of ``||g_l||`` by a renormalized sweep, ``direct`` (B, L+1)
-    ``||g_l||`` of the plain float32 sweep, ``log_chi`` (L+1,) with ``log_chi[l] = log chi_l``
+    ``||g_l||`` of the plain float32 sweep (norm taken by :func:`_scaled_norm`, so it is 0 only where
+    the float32 vector itself is all zeros), ``log_chi`` (L+1,) with ``log_chi[l] = log chi_l``
     (mean field, ``l >= 1``), ``forward_finite`` (L+1,) whether every ``h_k``, ``k <= l``, is finite and
     ``forward_nonzero`` (L+1,) whether every ``x_k``, ``k <= l``, has a nonzero entry (float32 underflow
     of the forward signal makes it exactly 0). The mean-field variance is floored at 1e-30 (its limit
@@ -196,7 +217,7 @@ def _gradient_kernel(Z, x0, gL, sigma_w, depth, act_index):
         u_new = jnp.where(on, jnp.where(r > 0, a / safe, 0.0), u)
         s_new = jnp.where(on, s + jnp.log(r[..., 0]), s)
         v_new = jnp.where(on, jnp.matmul(D_l * v, W_l, precision=hp), v)
-        return (u_new, s_new, v_new), (s_new, jnp.linalg.norm(v_new, axis=-1))
+        return (u_new, s_new, v_new), (s_new, _scaled_norm(v_new))
 
     s0 = jnp.zeros(gL.shape[0], jnp.float32)
     _, (s, vn) = jax.lax.scan(backward, (gL, s0, gL), (W, D, active), reverse=True)
@@ -304,14 +325,18 @@ def make_gradient_figure() -> tuple:
 
 
 def _direct_status(direct_log: np.ndarray, exact_log: np.ndarray) -> str:
-    """Status of plain float32 backprop: the highest layer whose gradient under- or overflowed."""
+    """Status of plain float32 backprop: the highest layer whose gradient under- or overflowed.
+
+    ``direct_log`` is -inf or NaN only where every input's float32 gradient is the zero vector (the
+    kernel's norm does not underflow on its own), or inf where an entry overflowed.
+    """
     bad = ~np.isfinite(direct_log)
     if not bad.any():
         return ""
     k = int(np.max(np.nonzero(bad)[0]))
     if exact_log[k] < 0:
-        return (f"underflow: plain float32 backprop gives dE/dx_l = 0 for l <= {k} (below 1.2e-38); "
-                f"log-space: 10^{exact_log[0]:.0f} at l = 0")
+        return (f"underflow: plain float32 backprop gives dE/dx_l = 0 (every entry, every input) for l <= {k}: "
+                f"entries below 1.2e-38 are flushed to 0; log-space: 10^{exact_log[0]:.0f} at l = 0")
     return (f"overflow: plain float32 backprop gives inf for l <= {k} (above 3.4e38); "
             f"log-space: 10^{exact_log[0]:.0f} at l = 0")
 
@@ -335,6 +360,76 @@ def gradient_panel() -> LivePanel:
 def gradient_scrubber(activation: str = "tanh", depth: int = 100):
     """Kernel-free twin of :func:`gradient_panel`: ``sigma_w`` from 0.5 to 2.0 at fixed depth and activation."""
     check_name("activation", activation, ACTIVATIONS)
-    values = [round(0.5 + 0.1 * i, 2) for i in range(16)]
-    return scrubber(make_gradient_figure, "sigma_w", values, fixed={"depth": depth, "activation": activation})
+    return scrubber(make_gradient_figure, "sigma_w", list(GRADIENT_SCRUBBER_SIGMAS),
+                    fixed={"depth": depth, "activation": activation})
 
+
+
+# --------------------------------------------------------------------------- exercises
+
+
+def _report(ok: bool, what: str, hint: str) -> bool:
+    print(f"Correct: {what}." if ok else f"Not yet: {hint}")
+    return ok
+
+
+def float32_horizon(factor: float = 0.25) -> int:
+    """The first ``L`` at which ``factor^L`` is exactly 0 in float32 as JAX computes it (flush to zero)."""
+    direct, _ = scalar_powers(factor, MAX_DEPTH)
+    zero = direct == 0
+    if not zero.any():
+        raise ValueError(f"factor^L does not reach 0 within {MAX_DEPTH} factors; got factor = {factor}")
+    return int(np.argmax(zero))
+
+
+def check_horizon(L) -> bool:
+    """Self-check for the float32 horizon exercise: is ``L`` the first depth where ``0.25^L`` is 0?
+
+    The answer is computed, not stored: a float32 cumulative product in JAX (:func:`scalar_powers`).
+    Prints a verdict and returns ``True``/``False``.
+    """
+    if L is None:
+        print("No answer yet: set L to your integer and run the cell again.")
+        return False
+    ok = isinstance(L, (int, np.integer)) and not isinstance(L, bool) and int(L) == float32_horizon(0.25)
+    return _report(ok, "0.25^L reaches 2^-126 at L = 63; below that JAX flushes to 0",
+                   "find the first L where 2^(-2L) is below float32's smallest normal 2^-126.")
+
+
+def check_nilpotent(rho_A, rho_B, rho_AB) -> bool:
+    """Self-check for the nilpotent-factors exercise: the spectral radii of ``A``, ``B`` and ``AB``.
+
+    Compared (``atol=1e-9``) with NumPy's eigenvalues. Prints a verdict and returns ``True``/``False``.
+    """
+    if rho_A is None or rho_B is None or rho_AB is None:
+        print("No answer yet: set rho_A, rho_B and rho_AB and run the cell again.")
+        return False
+    A = np.array([[0.0, 2.0], [0.0, 0.0]])
+    B = np.array([[0.0, 0.0], [2.0, 0.0]])
+
+    def rho(M):
+        return float(np.max(np.abs(np.linalg.eigvals(M))))
+
+    ok = bool(np.allclose(np.asarray([rho_A, rho_B, rho_AB], dtype=np.float64), [rho(A), rho(B), rho(A @ B)],
+                          rtol=0.0, atol=1e-9))
+    return _report(ok, "the factors' spectral radii do not bound the product's",
+                   "compute the eigenvalues of A, B and of the product A @ B.")
+
+
+def check_relu(sigma_w, decades) -> bool:
+    """Self-check for the critical-ReLU exercise: the critical ``sigma_w`` and the 100-layer decay at 1.
+
+    ``sigma_w`` must give ``|chi_1 - 1| < 2e-3`` and ``decades`` must be within 0.05 of
+    ``100 log10 chi_1(sigma_w = 1)``, both with :func:`vgplib.chi1`. Prints a verdict, returns ``True``/``False``.
+    """
+    if sigma_w is None or decades is None:
+        print("No answer yet: set sigma_w and decades and run the cell again.")
+        return False
+    sigma_w, decades = float(sigma_w), float(decades)
+    ok_sigma = sigma_w > 0 and abs(chi1("relu", sigma_w, q=1.0) - 1) < 2e-3
+    ok_decades = abs(decades - 100 * math.log10(chi1("relu", 1.0, q=1.0))) < 0.05
+    if not ok_sigma:
+        return _report(False, "", "use chi_1 = sigma_w^2 E[phi'(h)^2] with E[phi'(h)^2] = 1/2, and set chi_1 = 1.")
+    if not ok_decades:
+        return _report(False, "", "at sigma_w = 1, chi_1 = 1/2 per layer: the log10 of (1/2)^100.")
+    return _report(True, "chi_1 = sigma_w^2 / 2 for ReLU", "")

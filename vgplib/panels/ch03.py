@@ -488,7 +488,7 @@ def check_depth_to_vanish(depth) -> bool:
     from vgplib.theory import chi1
 
     if depth is None:
-        print("No answer yet: set depth to your integer and run the cell again.")
+        print("No answer yet: set depth_answer to your integer and run the cell again.")
         return False
     chi = chi1("sigmoid", 1.0 / math.sqrt(3.0))
     answer = math.ceil(2.0 * math.log(1e-7) / math.log(chi) - 1e-12)

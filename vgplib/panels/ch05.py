@@ -393,7 +393,9 @@ def check_overflow_count(answer) -> bool:
         print("No answer yet: set the variable to your integer and run the cell again.")
         return False
     ref = float32_overflow_count(1.5)
-    ok = isinstance(answer, (int, np.integer)) and int(answer) == ref
+    # An integral float such as 219.0 (e.g. from np.ceil) counts as an integer; 218.8 or "219" do not.
+    number = isinstance(answer, (int, float, np.integer, np.floating)) and not isinstance(answer, (bool, np.bool_))
+    ok = number and float(answer).is_integer() and int(answer) == ref
     return _report(ok, f"1.5^{ref} is the first power above 3.4e38 in float32",
                    "solve 1.5^k > 3.4028235e38 for the smallest integer k (take logarithms).")
 
