@@ -665,3 +665,11 @@ def test_ch02_relu_check(capsys):
     assert ch02.check_relu(math.sqrt(2), 30.1) is False  # sign
     assert ch02.check_relu(None, -30.1) is False
     assert "Correct" in capsys.readouterr().out
+
+
+def test_report_answer_prints_the_verdict_and_returns_ok(capsys):
+    assert widgets.report_answer(True, "two", "no") is True
+    assert widgets.report_answer(np.bool_(False), "two", "count again") is False
+    assert capsys.readouterr().out == "Correct: two.\nNot yet: count again\n"
+    with pytest.raises(TypeError, match="ok must be a bool"):
+        widgets.report_answer(1, "two", "no")

@@ -50,6 +50,7 @@ __all__ = [
     "count_compiles",
     "new_figure",
     "register_panel",
+    "report_answer",
     "scrubber",
     "sweep_values",
 ]
@@ -482,3 +483,19 @@ def all_panels() -> dict[str, Callable[[], LivePanel]]:
 
 # re-exported for panel modules: ``from vgplib.widgets import new_figure``
 _ = (new_figure, FIGSIZE, DPI)
+
+
+# --------------------------------------------------------------------------- exercises
+
+
+def report_answer(ok: bool, what: str, hint: str) -> bool:
+    """Print the verdict of an exercise self-check and return ``ok``.
+
+    ``"Correct: <what>."`` when ``ok``, else ``"Not yet: <hint>"``: the chapters' checkers compute
+    the right answer themselves and pass a hint that names the usual mistake.
+    """
+    if not isinstance(ok, (bool, np.bool_)):
+        raise TypeError(f"ok must be a bool; got {type(ok).__name__}")
+    print(f"Correct: {what}." if ok else f"Not yet: {hint}")
+    return bool(ok)
+

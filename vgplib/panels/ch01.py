@@ -33,7 +33,7 @@ from vgplib.jacobians import layer_jacobians
 from vgplib.networks import mlp_forward
 from vgplib.plots import FLOAT32_TINY, freeze_decorations, new_figure
 from vgplib.theory import chi1, length_map
-from vgplib.widgets import LivePanel, register_panel, scrubber
+from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
 Array = jax.Array
 
@@ -348,11 +348,6 @@ def exercise_layer() -> tuple[dict[str, np.ndarray], np.ndarray]:
     return {"W": W, "b": b}, x
 
 
-def _report(ok: bool, what: str, hint: str) -> bool:
-    print(f"Correct: {what}." if ok else f"Not yet: {hint}")
-    return ok
-
-
 def check_layer_jacobian(answer) -> bool:
     """Self-check for the one-layer exercise: is ``answer`` the Jacobian ``d x_1 / d x_0``?
 
@@ -366,14 +361,14 @@ def check_layer_jacobian(answer) -> bool:
     layer, x = exercise_layer()
     J = np.asarray(layer_jacobians([{k: jnp.asarray(v) for k, v in layer.items()}], x, "tanh")[0])
     if A.shape != J.shape:
-        return _report(False, "", f"the Jacobian of a 3 -> 3 layer has shape {J.shape}; got {A.shape}.")
+        return report_answer(False, "", f"the Jacobian of a 3 -> 3 layer has shape {J.shape}; got {A.shape}.")
     if np.allclose(A, J, rtol=1e-4, atol=1e-6):
-        return _report(True, "J = diag(1 - tanh(h)^2) W matches autodiff", "")
+        return report_answer(True, "J = diag(1 - tanh(h)^2) W matches autodiff", "")
     if np.allclose(A, J.T, rtol=1e-4, atol=1e-6):
-        return _report(False, "", "that is the transpose: row i of J belongs to output unit i.")
+        return report_answer(False, "", "that is the transpose: row i of J belongs to output unit i.")
     if np.allclose(A, layer["W"], rtol=1e-4, atol=1e-6):
-        return _report(False, "", "that is W alone: scale row i by phi'(h_i) = 1 - tanh(h_i)^2.")
-    return _report(False, "", "compute h = W x + b first, then scale row i of W by 1 - tanh(h_i)^2.")
+        return report_answer(False, "", "that is W alone: scale row i by phi'(h_i) = 1 - tanh(h_i)^2.")
+    return report_answer(False, "", "compute h = W x + b first, then scale row i of W by 1 - tanh(h_i)^2.")
 
 
 def exercise_two_layer_net() -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]:
@@ -411,7 +406,7 @@ def check_deltas(delta_1, delta_2) -> bool:
     d1 = np.atleast_1d(np.asarray(delta_1, dtype=np.float64))
     d2 = np.atleast_1d(np.asarray(delta_2, dtype=np.float64))
     if d2.shape != ref_2.shape or not np.allclose(d2, ref_2, rtol=1e-4, atol=1e-7):
-        return _report(False, "", "delta_2 = sigma'(h_2) * (x_2 - y) with sigma'(h) = sigma(h) (1 - sigma(h)).")
+        return report_answer(False, "", "delta_2 = sigma'(h_2) * (x_2 - y) with sigma'(h) = sigma(h) (1 - sigma(h)).")
     if d1.shape != ref_1.shape or not np.allclose(d1, ref_1, rtol=1e-4, atol=1e-7):
-        return _report(False, "", "delta_1 = sigma'(h_1) * (W_2^T delta_2): an elementwise product, shape (2,).")
-    return _report(True, "both deltas match jax.grad", "")
+        return report_answer(False, "", "delta_1 = sigma'(h_1) * (W_2^T delta_2): an elementwise product, shape (2,).")
+    return report_answer(True, "both deltas match jax.grad", "")

@@ -37,7 +37,7 @@ from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import get_activation
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, log10_or_nan, new_figure
 from vgplib.theory import chi1
-from vgplib.widgets import LivePanel, register_panel, scrubber
+from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
 MAX_DEPTH = 200  #: layers of the fixed-shape network (depth slider maximum)
 WIDTH = 64  #: width n of every layer
@@ -368,11 +368,6 @@ def gradient_scrubber(activation: str = "tanh", depth: int = 100):
 # --------------------------------------------------------------------------- exercises
 
 
-def _report(ok: bool, what: str, hint: str) -> bool:
-    print(f"Correct: {what}." if ok else f"Not yet: {hint}")
-    return ok
-
-
 def float32_horizon(factor: float = 0.25) -> int:
     """The first ``L`` at which ``factor^L`` is exactly 0 in float32 as JAX computes it (flush to zero)."""
     direct, _ = scalar_powers(factor, MAX_DEPTH)
@@ -392,7 +387,7 @@ def check_horizon(L) -> bool:
         print("No answer yet: set L to your integer and run the cell again.")
         return False
     ok = isinstance(L, (int, np.integer)) and not isinstance(L, bool) and int(L) == float32_horizon(0.25)
-    return _report(ok, "0.25^L reaches 2^-126 at L = 63; below that JAX flushes to 0",
+    return report_answer(ok, "0.25^L reaches 2^-126 at L = 63; below that JAX flushes to 0",
                    "find the first L where 2^(-2L) is below float32's smallest normal 2^-126.")
 
 
@@ -412,7 +407,7 @@ def check_nilpotent(rho_A, rho_B, rho_AB) -> bool:
 
     ok = bool(np.allclose(np.asarray([rho_A, rho_B, rho_AB], dtype=np.float64), [rho(A), rho(B), rho(A @ B)],
                           rtol=0.0, atol=1e-9))
-    return _report(ok, "the factors' spectral radii do not bound the product's",
+    return report_answer(ok, "the factors' spectral radii do not bound the product's",
                    "compute the eigenvalues of A, B and of the product A @ B.")
 
 
@@ -429,7 +424,7 @@ def check_relu(sigma_w, decades) -> bool:
     ok_sigma = sigma_w > 0 and abs(chi1("relu", sigma_w, q=1.0) - 1) < 2e-3
     ok_decades = abs(decades - 100 * math.log10(chi1("relu", 1.0, q=1.0))) < 0.05
     if not ok_sigma:
-        return _report(False, "", "use chi_1 = sigma_w^2 E[phi'(h)^2] with E[phi'(h)^2] = 1/2, and set chi_1 = 1.")
+        return report_answer(False, "", "use chi_1 = sigma_w^2 E[phi'(h)^2] with E[phi'(h)^2] = 1/2, and set chi_1 = 1.")
     if not ok_decades:
-        return _report(False, "", "at sigma_w = 1, chi_1 = 1/2 per layer: the log10 of (1/2)^100.")
-    return _report(True, "chi_1 = sigma_w^2 / 2 for ReLU", "")
+        return report_answer(False, "", "at sigma_w = 1, chi_1 = 1/2 per layer: the log10 of (1/2)^100.")
+    return report_answer(True, "chi_1 = sigma_w^2 / 2 for ReLU", "")

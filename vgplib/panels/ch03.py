@@ -39,7 +39,7 @@ from vgplib.init import init_mlp
 from vgplib.networks import dense
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
 from vgplib.training import TrainHistory
-from vgplib.widgets import LivePanel, register_panel, scrubber
+from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
 Array = jax.Array
 
@@ -455,11 +455,6 @@ def training_figure(histories: Mapping[str, TrainHistory], per_layer: tuple[str,
 # --------------------------------------------------------------------------- exercises
 
 
-def _report(ok: bool, what: str, hint: str) -> bool:
-    print(f"Correct: {what}." if ok else f"Not yet: {hint}")
-    return ok
-
-
 def check_backward_limit(a) -> bool:
     """Self-check: the half-width ``a`` of ``U[-a, a]`` that keeps the back-propagated variance of a
     tanh layer (linear regime) with ``n_in = 64`` inputs and ``n_out = 1000`` units constant.
@@ -472,12 +467,12 @@ def check_backward_limit(a) -> bool:
         return False
     a = float(a)
     if math.isclose(a, math.sqrt(3.0 / 1000), rel_tol=1e-3):
-        return _report(True, "a = sqrt(3 / n_out) = 0.0548 keeps n_out Var(W) = 1 on the way down", "")
+        return report_answer(True, "a = sqrt(3 / n_out) = 0.0548 keeps n_out Var(W) = 1 on the way down", "")
     if math.isclose(a, math.sqrt(3.0 / 64), rel_tol=1e-3):
-        return _report(False, "", "that preserves the FORWARD variance (fan-in); the backward pass sums over n_out.")
+        return report_answer(False, "", "that preserves the FORWARD variance (fan-in); the backward pass sums over n_out.")
     if math.isclose(a, math.sqrt(6.0 / 1064), rel_tol=1e-3):
-        return _report(False, "", "that is Glorot's compromise between forward and backward; solve n_out a^2/3 = 1.")
-    return _report(False, "", "Var(U[-a, a]) = a^2 / 3; ask for n_out Var(W) = 1.")
+        return report_answer(False, "", "that is Glorot's compromise between forward and backward; solve n_out a^2/3 = 1.")
+    return report_answer(False, "", "Var(U[-a, a]) = a^2 / 3; ask for n_out Var(W) = 1.")
 
 
 def check_depth_to_vanish(depth) -> bool:
@@ -493,10 +488,10 @@ def check_depth_to_vanish(depth) -> bool:
     chi = chi1("sigmoid", 1.0 / math.sqrt(3.0))
     answer = math.ceil(2.0 * math.log(1e-7) / math.log(chi) - 1e-12)
     if int(depth) == answer:
-        return _report(True, f"chi_1 = {chi:.4f}, so chi_1^(L/2) < 1e-7 from L = {answer} on", "")
+        return report_answer(True, f"chi_1 = {chi:.4f}, so chi_1^(L/2) < 1e-7 from L = {answer} on", "")
     if int(depth) == answer - 1:
-        return _report(False, "", "one short: at that depth the ratio is still above 1e-7.")
-    return _report(False, "", "the NORM ratio is chi_1^(L/2) (chi_1 multiplies the SQUARED norm); solve for L.")
+        return report_answer(False, "", "one short: at that depth the ratio is still above 1e-7.")
+    return report_answer(False, "", "the NORM ratio is chi_1^(L/2) (chi_1 multiplies the SQUARED norm); solve for L.")
 
 
 def adam_steady_step(grad: float, lr: float = 1e-3, eps: float = 1e-8) -> float:
@@ -522,8 +517,8 @@ def check_adam_step(step) -> bool:
     step = abs(float(step))
     ref = adam_steady_step(1e-18)
     if math.isclose(step, ref, rel_tol=1e-2):
-        return _report(True, f"the step is about {ref:.0e}: eps = 1e-8 dominates sqrt(v) = 1e-18, so Adam does not "
+        return report_answer(True, f"the step is about {ref:.0e}: eps = 1e-8 dominates sqrt(v) = 1e-18, so Adam does not "
                              "rescale such a gradient, and a weight of size 0.1 does not change in float32", "")
     if math.isclose(step, 1e-3, rel_tol=1e-2):
-        return _report(False, "", "that ignores eps: the denominator is sqrt(v) + eps with eps = 1e-8.")
-    return _report(False, "", "in the steady state m = g and v = g^2; the step is lr * |g| / (|g| + eps).")
+        return report_answer(False, "", "that ignores eps: the denominator is sqrt(v) + eps with eps = 1e-8.")
+    return report_answer(False, "", "in the steady state m = g and v = g^2; the step is lr * |g| / (|g| + eps).")

@@ -36,7 +36,7 @@ from vgplib.data import load_digits
 from vgplib.landscapes import CLIFF_X0, cliff_wall
 from vgplib.networks import dense, mlp_forward
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
-from vgplib.widgets import LivePanel, register_panel, scrubber
+from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
 Array = jax.Array
 
@@ -368,11 +368,6 @@ def wall_line(ws: np.ndarray, x0: float = CLIFF_X0) -> tuple[np.ndarray, np.ndar
 # --------------------------------------------------------------------------- exercises
 
 
-def _report(ok: bool, what: str, hint: str) -> bool:
-    print(f"Correct: {what}." if ok else f"Not yet: {hint}")
-    return ok
-
-
 def float32_overflow_count(a: float) -> int:
     """The number of factors ``a > 1`` after which a float32 running product ``a^k`` is ``inf``."""
     a = check_positive("a", a)
@@ -396,7 +391,7 @@ def check_overflow_count(answer) -> bool:
     # An integral float such as 219.0 (e.g. from np.ceil) counts as an integer; 218.8 or "219" do not.
     number = isinstance(answer, (int, float, np.integer, np.floating)) and not isinstance(answer, (bool, np.bool_))
     ok = number and float(answer).is_integer() and int(answer) == ref
-    return _report(ok, f"1.5^{ref} is the first power above 3.4e38 in float32",
+    return report_answer(ok, f"1.5^{ref} is the first power above 3.4e38 in float32",
                    "solve 1.5^k > 3.4028235e38 for the smallest integer k (take logarithms).")
 
 
@@ -415,9 +410,9 @@ def check_overflow_depth(answer, sigma_w: float = 3.0) -> bool:
     try:
         value = float(answer)
     except (TypeError, ValueError):
-        return _report(False, "", "the answer must be a number of layers.")
+        return report_answer(False, "", "the answer must be a number of layers.")
     ok = math.isfinite(value) and abs(value - ref) <= 0.02 * ref
-    return _report(ok, f"about {ref:.0f} layers (chi_1 = {chi1('tanh', sigma_w):.3f})",
+    return report_answer(ok, f"about {ref:.0f} layers (chi_1 = {chi1('tanh', sigma_w):.3f})",
                    "the norm grows by sqrt(chi_1) per layer: solve chi_1^(L/2) = 3.4e38 for L.")
 
 
@@ -430,6 +425,6 @@ def check_wall(answer, w: float = 6.0) -> bool:
     try:
         value = float(answer)
     except (TypeError, ValueError):
-        return _report(False, "", "the answer must be a number.")
+        return report_answer(False, "", "the answer must be a number.")
     ok = abs(value - ref) <= 1e-3
-    return _report(ok, f"b_wall({w:g}) = {ref:.4f}", "x_0 must be a fixed point: solve x_0 = w sigmoid(x_0) + b for b.")
+    return report_answer(ok, f"b_wall({w:g}) = {ref:.4f}", "x_0 must be a fixed point: solve x_0 = w sigmoid(x_0) + b for b.")
