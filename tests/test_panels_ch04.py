@@ -133,3 +133,22 @@ def test_cobweb_panel_reports_underflow_and_zero():
 def test_bad_input_is_rejected(call, error):
     with pytest.raises(error):
         call()
+
+
+def test_exercise_checks_accept_right_and_reject_wrong_answers(capsys):
+    assert ch04.check_thresholds(1, 4) and ch04.check_thresholds(1.0, 4.0)
+    assert not ch04.check_thresholds(1, 1) and not ch04.check_thresholds(4, 1)
+    assert ch04.check_bifurcation(4.0) and not ch04.check_bifurcation(3.0) and not ch04.check_bifurcation(5.0)
+    assert ch04.check_baseline(1.0, 1 / 6) and not ch04.check_baseline(0.5, 1 / 6)
+    assert not ch04.check_baseline(1.0, 1 / 12)
+    out = capsys.readouterr().out
+    assert out.count("Correct:") == 4 and out.count("Not yet:") == 6
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda: ch04.check_thresholds("1", 4), lambda: ch04.check_bifurcation(True), lambda: ch04.check_baseline(None, 0.1)],
+)
+def test_exercise_checks_reject_non_numbers(call):
+    with pytest.raises(TypeError, match="must be a number"):
+        call()

@@ -37,6 +37,7 @@ from matplotlib.ticker import MaxNLocator
 
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import get_activation
+from vgplib.data import ADDING_BASELINE_MSE
 from vgplib.jacobians import _log_sweep
 from vgplib.plots import (
     FLOAT32_MAX,
@@ -46,7 +47,7 @@ from vgplib.plots import (
     new_figure,
 )
 from vgplib.recurrent import _pairwise, init_rnn
-from vgplib.widgets import LivePanel, register_panel, scrubber
+from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
 T_MAX = 80  #: steps of the fixed-shape RNN (the T slider's maximum)
 HIDDEN = 16  #: hidden size n
@@ -405,3 +406,46 @@ def cobweb_scrubber(b: float = -2.0):
     b = _real("b", b)
     values = [1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0]
     return scrubber(make_cobweb_figure, "w", values, fixed={"b": b})
+
+
+# --------------------------------------------------------------------------- exercise self-checks
+
+
+def _number(arg: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{arg} must be a number; got {type(value).__name__}")
+    return float(value)
+
+
+def check_thresholds(tanh_limit: float, sigmoid_limit: float) -> bool:
+    """Self-check: the largest ``||W||_2`` for which the Pascanu et al. (2013) condition guarantees
+    vanishing, ``gamma ||W||_2 < 1`` with ``gamma = sup |phi'|``, for tanh and for the sigmoid."""
+    answers = [_number("tanh_limit", tanh_limit), _number("sigmoid_limit", sigmoid_limit)]
+    limits = [1 / get_activation(a).sup_grad for a in ("tanh", "sigmoid")]
+    ok = bool(np.allclose(answers, limits, rtol=0, atol=1e-9))
+    return report_answer(ok, "gamma ||W||_2 < 1 with gamma = sup |phi'|",
+                         "the condition is gamma ||W||_2 < 1; what is sup |phi'| for tanh and for the sigmoid?")
+
+
+def check_bifurcation(w: float) -> bool:
+    """Self-check: the ``w`` at which the middle fixed point ``h = 1/2`` of ``h <- sigmoid(w h - w/2)``
+    has slope exactly 1 (where one fixed point splits into three), found from :func:`fixed_points`."""
+    w = _number("w", w)
+    roots, slopes = fixed_points(w, -w / 2)
+    mid = np.abs(roots - 0.5) < 1e-6
+    ok = bool(mid.any()) and abs(float(slopes[mid][0]) - 1.0) < 1e-6
+    return report_answer(ok, "w sigma'(0) = w / 4 = 1", "sigma'(0) = 1/4; solve w * 1/4 = 1.")
+
+
+def check_baseline(c: float, mse: float) -> bool:
+    """Self-check: the best constant prediction for the adding problem and its mean squared error.
+
+    The constant is checked against a Monte Carlo mean of ``u_1 + u_2`` (200,000 draws, an independent
+    path), the error against :data:`vgplib.ADDING_BASELINE_MSE` = 1/6.
+    """
+    c, mse = _number("c", c), _number("mse", mse)
+    u = np.random.default_rng(0).uniform(size=(200_000, 2)).sum(1)
+    ok = abs(c - float(np.mean(u))) < 0.01 and abs(mse - ADDING_BASELINE_MSE) < 1e-3
+    return report_answer(ok, "the mean, with the variance 1/6 as error",
+                         "the best constant is the mean of u1 + u2; its error is the variance.")
+
