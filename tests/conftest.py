@@ -139,3 +139,22 @@ def jupyter_bin() -> str:
     if not found:
         pytest.fail("jupyter is not installed in this environment", pytrace=False)
     return found
+
+
+def route_local_only(context, is_local) -> list[str]:
+    """Let a Playwright ``context`` load only URLs for which ``is_local(url)`` holds; abort the rest.
+
+    Returns the list that collects every aborted (external) URL, for the test to assert it is empty.
+    """
+    external: list[str] = []
+
+    def route(r):
+        if is_local(r.request.url):
+            r.continue_()
+        else:
+            external.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    return external
+

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from conftest import BOOK_HTML
+from conftest import BOOK_HTML, route_local_only
 
 pytestmark = pytest.mark.browser
 
@@ -127,16 +127,7 @@ def _open(chromium, url: str, base: str | None):
     """Open ``url`` in a fresh context; returns (page, context, console errors, external requests)."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
-    external: list[str] = []
-
-    def route(r):
-        if _is_local(r.request.url, base):
-            r.continue_()
-        else:
-            external.append(r.request.url)
-            r.abort()
-
-    context.route("**/*", route)
+    external = route_local_only(context, lambda url: _is_local(url, base))
     page = context.new_page()
     page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))

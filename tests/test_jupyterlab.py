@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, route_local_only
 
 pytestmark = pytest.mark.browser
 
@@ -262,17 +262,8 @@ def test_live_notebook_in_jupyterlab(chromium, jupyter_bin, tmp_path, notebook, 
 
     with jupyter_lab(jupyter_bin, workdir) as (base, token):
         context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-        external: list[str] = []
+        external = route_local_only(context, _is_local)
         errors: list[str] = []
-
-        def route(r):
-            if _is_local(r.request.url):
-                r.continue_()
-            else:
-                external.append(r.request.url)
-                r.abort()
-
-        context.route("**/*", route)
         page = context.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         try:

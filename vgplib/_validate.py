@@ -103,3 +103,12 @@ def check_mlp_params(params: Any) -> list[tuple[int, int]]:
         shapes.append((n_out, n_in))
     check_finite("params", params)
     return shapes
+
+
+def check_float_dtype(dtype: Any) -> None:
+    """Raise ``TypeError`` unless ``dtype`` is a floating dtype (float16/32/64, bfloat16)."""
+    import jax.numpy as jnp
+
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype; got {dtype}")
+

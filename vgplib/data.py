@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgplib._validate import check_positive, check_positive_int
+from vgplib._validate import check_float_dtype, check_positive, check_positive_int
 
 Array = jax.Array
 
@@ -44,11 +44,6 @@ def _check_key(key: Any) -> Array:
                     f"got {type(key).__name__} {getattr(key, 'shape', '')}")
 
 
-def _check_float_dtype(dtype) -> None:
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype; got {dtype}")
-
-
 def adding_baseline_mse() -> float:
     """Closed form of the constant predictor's mean squared error on :func:`adding_problem`.
 
@@ -70,7 +65,7 @@ def adding_problem(key: Any, seq_len: int, batch_size: int, dtype=jnp.float32) -
     key = _check_key(key)
     T = check_positive_int("seq_len", seq_len, minimum=2)
     B = check_positive_int("batch_size", batch_size)
-    _check_float_dtype(dtype)
+    check_float_dtype(dtype)
     k_u, k_1, k_2 = jax.random.split(key, 3)
     half = T // 2
     u = jax.random.uniform(k_u, (B, T), dtype)
@@ -103,7 +98,7 @@ def delayed_recall(key: Any, lag: int, batch_size: int, n_symbols: int = 4, seq_
     T = int(lag) + 1 if seq_len is None else check_positive_int("seq_len", seq_len)
     if T < lag + 1:
         raise ValueError(f"seq_len must be at least lag + 1 = {lag + 1}; got {T}")
-    _check_float_dtype(dtype)
+    check_float_dtype(dtype)
     targets = jax.random.randint(key, (B,), 0, K, dtype=jnp.int32)
     inputs = jnp.zeros((B, T, K), dtype).at[:, T - 1 - int(lag), :].set(jax.nn.one_hot(targets, K, dtype=dtype))
     return Task(inputs, targets)

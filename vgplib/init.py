@@ -15,7 +15,12 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from vgplib._validate import check_name, check_positive, check_positive_int
+from vgplib._validate import (
+    check_float_dtype,
+    check_name,
+    check_positive,
+    check_positive_int,
+)
 
 Array = jax.Array
 Layer = dict[str, Array]
@@ -75,8 +80,7 @@ def init_layer(
     sigma_w = check_positive("sigma_w", sigma_w)
     sigma_b = check_positive("sigma_b", sigma_b, allow_zero=True)
     mean_scale = check_positive("mean_scale", mean_scale, allow_zero=True)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype; got {dtype}")
+    check_float_dtype(dtype)
     key_w, key_b = jax.random.split(key)
     shape = (fan_out, fan_in)
     if init == "gaussian":

@@ -37,6 +37,7 @@ import numpy as np
 
 from vgplib._validate import (
     check_finite,
+    check_float_dtype,
     check_name,
     check_positive,
     check_positive_int,
@@ -483,8 +484,7 @@ def _init(key, n_in, n_hidden, cell, w_init, scale, sigma_u, sigma_b, dtype, bia
     scale = check_positive("scale", scale)
     sigma_u = check_positive("sigma_u", sigma_u, allow_zero=True)
     sigma_b = check_positive("sigma_b", sigma_b, allow_zero=True)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype; got {dtype}")
+    check_float_dtype(dtype)
     k = _BLOCKS[cell]
     keys = jax.random.split(key, k + 2)
     W = jnp.concatenate([_recurrent_matrix(keys[j], n, w_init, scale, dtype) for j in range(k)], axis=0)
