@@ -304,6 +304,7 @@ def scrubber(
     fixed: Mapping[str, Any] | None = None,
     dpi: int = 60,
     interval_ms: int = 400,
+    alt: str | None = None,
 ):
     """A kernel-free scrubber: the figure at each of ``values`` of control ``name``, as matplotlib jshtml.
 
@@ -312,6 +313,8 @@ def scrubber(
     the embedded PNG frames that plays in the static book offline. Each frame carries the text
     ``"name = value"`` (and the status string, if any) in the figure, so the reader sees which value
     a frame shows. At most :data:`MAX_FRAMES` values; about 10-30 KB per frame at ``dpi=60``.
+    ``alt`` is the frames' alt text (one sentence: what is plotted and what it shows); without it a
+    generic sentence naming the scrubbed control and its range is used.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be the control name (a Python identifier); got {name!r}")
@@ -328,6 +331,8 @@ def scrubber(
         raise ValueError(f"dpi must be an integer in [20, 200]; got {dpi!r}")
     if isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, np.integer)) or interval_ms < 1:
         raise ValueError(f"interval_ms must be a positive integer; got {interval_ms!r}")
+    if alt is not None and (not isinstance(alt, str) or not alt.strip()):
+        raise ValueError(f"alt must be a non-empty sentence describing the figure; got {alt!r}")
     from IPython.display import HTML
 
     fig, update = _call_make_figure(make_figure)
@@ -349,7 +354,19 @@ def scrubber(
 
     anim = FuncAnimation(fig, draw_frame, frames=len(values), interval=interval_ms, blit=False, repeat=False)
     html_text = anim.to_jshtml(default_mode="once")
-    return HTML(html_text)
+    if alt is None:
+        alt = (f"Figure at {len(values)} values of {name} from {_format_value(values[0])} "
+               f"to {_format_value(values[-1])}; drag the slider below it to change {name}.")
+    return HTML(_with_alt(html_text, alt))
+
+
+def _with_alt(html_text: str, alt: str) -> str:
+    """Give the jshtml frame image its alt text (matplotlib writes ``<img id="_anim_img...">``)."""
+    import html
+
+    if html_text.count('<img id="_anim_img') != 1:
+        raise RuntimeError("unexpected jshtml layout: expected exactly one <img id=\"_anim_img...\">")
+    return html_text.replace('<img id="_anim_img', f'<img alt="{html.escape(alt, quote=True)}" id="_anim_img', 1)
 
 
 # --------------------------------------------------------------------------- sweeps
