@@ -6,12 +6,23 @@
   chapter or book page is defined there;
 * the built API page documents every name in ``vgplib.__all__``;
 * no built page loads a script, stylesheet or image from another machine (the static counterpart
-  of the browser tests' request interception).
+  of the browser tests' request interception);
+* every committed chapter notebook is executed top to bottom (the book renders the committed outputs,
+  ``execute_notebooks: "off"``): execution counts 1..N over the non-empty code cells, no error
+  output, no stream that prints a traceback;
+* the book builds with ``-W`` in a copy of the tree into which the tool caches a test run leaves
+  behind (``.pytest_cache/README.md`` and friends) have been put: every dot-folder and cache is
+  excluded.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +160,120 @@ def test_every_page_has_a_favicon(book_html):
         if not match or not (page.parent / match.group(1)).is_file():
             lacking.append(page.relative_to(book_html).as_posix())
     assert not lacking, f"pages without a working favicon link: {lacking}"
+
+
+# --------------------------------------------------------------------------- committed outputs
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def execution_problems(nb: dict) -> list[str]:
+    """Why a notebook's stored outputs are not those of one clean top-to-bottom run ([] if none)."""
+    problems = []
+    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"
+            and "".join(c.get("source", "")).strip()]
+    counts = [c.get("execution_count") for c in code]
+    if counts != list(range(1, len(code) + 1)):
+        first = next(i for i, c in enumerate(counts, start=1) if c != i)
+        problems.append(f"execution counts are not 1..{len(code)}: code cell {first} has "
+                        f"{counts[first - 1]!r}; execute the notebook top to bottom "
+                        "(jupyter nbconvert --execute --inplace) and commit it")
+    for i, cell in enumerate(code, start=1):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                problems.append(f"code cell {i} stores an error: {out.get('ename')}: {out.get('evalue')}"[:200])
+            elif out.get("output_type") == "stream" and "Traceback (most recent call last)" in "".join(
+                    out.get("text", "")):
+                problems.append(f"code cell {i} prints a traceback on {out.get('name')}")
+    return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_is_executed_without_errors(path):
+    problems = execution_problems(json.loads(path.read_text(encoding="utf8")))
+    assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
+
+
+def test_execution_check_catches_unexecuted_and_failed_notebooks():
+    """The check above fails on the three ways a committed notebook can be wrong."""
+    def cell(src, count, outputs=()):
+        return {"cell_type": "code", "source": src, "execution_count": count, "outputs": list(outputs)}
+
+    good = {"cells": [cell("x = 1", 1), {"cell_type": "markdown", "source": "text"}, cell("", None),
+                      cell("print(x)", 2, [{"output_type": "stream", "name": "stdout", "text": "1"}])]}
+    assert execution_problems(good) == []
+    unexecuted = {"cells": [cell("x = 1", None), cell("print(x)", None)]}
+    out_of_order = {"cells": [cell("x = 1", 2), cell("print(x)", 1)]}
+    error = {"cells": [cell("1/0", 1, [{"output_type": "error", "ename": "ZeroDivisionError",
+                                        "evalue": "division by zero", "traceback": []}])]}
+    printed = {"cells": [cell("f()", 1, [{"output_type": "stream", "name": "stderr",
+                                         "text": "Traceback (most recent call last):\n..."}])]}
+    for bad in (unexecuted, out_of_order, error, printed):
+        assert execution_problems(bad), bad
+
+
+def test_book_renders_committed_outputs():
+    """DESIGN.md 5: nbval executes the notebooks; the book must not execute them a second time."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
+    assert config["execute"]["execute_notebooks"] == "off", config["execute"]
+
+
+# --------------------------------------------------------------------------- build after the tests
+
+#: Files a test run (pytest, hypothesis, ruff, Jupyter, pip) leaves in the tree: each one is a page
+#: Sphinx would try to read if a pattern did not exclude it ("document isn't included in any toctree").
+STRAY_FILES = {
+    ".pytest_cache/README.md": "# pytest cache directory #\n",
+    ".hypothesis/examples/README.md": "# stray\n",
+    ".ruff_cache/README.md": "# stray\n",
+    ".ipynb_checkpoints/README-checkpoint.md": "# stray\n",
+    "notebooks/.ipynb_checkpoints/ch01_backprop-checkpoint.ipynb": None,  # a copy of a chapter
+    "notebooks/__pycache__/README.md": "# stray\n",
+    "__pycache__/README.md": "# stray\n",
+    ".venv/lib/README.md": "# stray\n",
+    ".jupyter_cache/README.md": "# stray\n",
+    "book/.hidden.md": "# stray\n",
+    ".stray.md": "# stray\n",
+}
+
+
+def _tree_files() -> list[Path]:
+    """The project's source files (tracked plus untracked-not-ignored), without build output."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=ROOT, capture_output=True, check=True, timeout=60).stdout
+        files = [Path(p) for p in out.decode().split("\0") if p]
+    except (OSError, subprocess.SubprocessError):  # not a git checkout: the book's own folders
+        files = [p.relative_to(ROOT) for d in ("book", "notebooks", "vgplib") for p in (ROOT / d).rglob("*")
+                 if p.is_file() and not any(part.startswith((".", "_")) for part in p.parts)]
+        files += [Path("_config.yml"), Path("_toc.yml")]
+    return [f for f in files if (ROOT / f).is_file() and f.parts[0] not in {"_build", ".git"}]
+
+
+@pytest.mark.slow
+def test_book_builds_after_the_test_suite_left_its_caches(tmp_path):
+    """A reader's `make test` then `rm -rf _build && make book`: the build (-W) must not see the caches."""
+    tree = tmp_path / "tree"
+    for rel in _tree_files():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, tree / rel)
+    chapter = tree / "notebooks" / "ch01_backprop.ipynb"
+    for rel, text in STRAY_FILES.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        if text is None and chapter.is_file():
+            shutil.copy2(chapter, tree / rel)
+        else:
+            (tree / rel).write_text(text or "# stray\n", encoding="utf8")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jb) if jb.exists() else "jupyter-book", "build", str(tree), "-W", "-n", "--keep-going"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(command, check=False, cwd=tree, env=env, capture_output=True, text=True, timeout=900)
+    log = done.stdout + done.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert done.returncode == 0 and (tree / "_build" / "html" / "index.html").is_file(), (
+        f"the book build failed (exit {done.returncode}) with the caches present:\n" + "\n".join(warnings[:20])
+        + "\n" + log[-2000:])
+    built = {p.relative_to(tree / "_build" / "html").as_posix() for p in (tree / "_build" / "html").rglob("*.html")}
+    leaked = sorted(b for b in built if any(part.startswith(".") or part in {"__pycache__"}
+                                            for part in Path(b).parts))
+    assert not leaked, f"pages built from tool caches or hidden folders: {leaked}"

@@ -121,6 +121,18 @@ def _escape_bars(app, what, name, obj, options, lines) -> None:
         lines[i] = "".join(p if p.startswith("``") else re.sub(r"(?<!\\)\|", r"\\|", p) for p in parts)
 
 
+#: Python-domain object types a cross-reference role may point to.
+_ROLE_KINDS = {
+    "func": {"function", "method", "classmethod", "staticmethod"},
+    "meth": {"method", "classmethod", "staticmethod", "function"},
+    "class": {"class", "exception"},
+    "exc": {"exception", "class"},
+    "data": {"data", "attribute"},
+    "attr": {"attribute", "property", "data"},
+    "mod": {"module"},
+}
+
+
 def _resolve_vgplib_name(app, env, node, contnode):
     """Resolve ``vgplib.NAME`` or a bare ``NAME`` to the unique documented ``vgplib.*.NAME``."""
     if node.get("refdomain") != "py":
@@ -136,6 +148,15 @@ def _resolve_vgplib_name(app, env, node, contnode):
         return None
     objects = env.get_domain("py").objects
     matches = [full for full in objects if full.startswith("vgplib.") and full.rsplit(".", 1)[-1] == name]
+    if len(matches) > 1:
+        # A NamedTuple field or a method may share the name of a module-level function
+        # (``TypicalGrowth.chi1`` and ``theory.chi1``): keep the objects of the role's kind, then
+        # the module-level ones (``vgplib.<module>.<name>``).
+        kinds = _ROLE_KINDS.get(node.get("reftype", ""))
+        if kinds:
+            matches = [full for full in matches if objects[full].objtype in kinds] or matches
+        top = [full for full in matches if full.count(".") == 2]
+        matches = top if len(top) == 1 else matches
     if len(matches) != 1:
         return None
     entry = objects[matches[0]]
