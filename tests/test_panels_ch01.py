@@ -5,6 +5,7 @@ Oracles: the direct product by jax.vjp of the truncated network (float64), close
 """
 
 import math
+from html import escape as html_escape
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ def test_prefix_log_norms_equal_vjp_of_truncated_network(activation, depth):
         J = vgplib.layer_jacobians(params, x, activation)
         g = jnp.arange(1.0, 7.0, dtype=jnp.float64)
         logs = ch01.prefix_log_gradient_norms(J, g, depth)
-        # independent path: vjp of the first `depth` layers as one function of each x_l
+        # independent path: vjp of the first `depth` layers as one function of each h_l
         trace = vgplib.mlp_forward(params[:depth], x, activation, return_all=True)
         for l in range(depth + 1):
             def tail(xl, l=l):
@@ -195,6 +196,17 @@ def test_scrubber_has_one_frame_per_depth():
         ch01.depth_scrubber("softmax")
 
 
+@pytest.mark.parametrize("activation", ch01.PANEL_ACTIVATIONS)
+def test_scrubber_alt_text_names_the_plot_and_the_finding(activation):
+    html = ch01.depth_scrubber(activation, depths=(1, 40)).data
+    assert "one frame per depth L from 1 to 40: " in html
+    assert html_escape(ch01._SCRUBBER_FINDINGS[activation], quote=True) in html
+    custom = ch01.depth_scrubber(activation, depths=(2,), alt="A custom sentence.").data
+    assert "A custom sentence." in custom
+    with pytest.raises(ValueError):
+        ch01.depth_scrubber(activation, depths=(2,), alt="  ")
+
+
 def test_static_figures():
     assert isinstance(ch01.backprop_diagram(), Figure)
     params = vgplib.init_mlp(jax.random.PRNGKey(0), [4] * 4)
@@ -205,6 +217,25 @@ def test_static_figures():
         ch01.jacobian_heatmaps(params, J, J[0], layers=[4])
     with pytest.raises(ValueError):
         ch01.backprop_diagram(factor=0.0)
+
+
+def test_layer_gradient_and_mean_field_figures_draw_the_given_numbers():
+    norms = {"sigmoid": np.logspace(-8, 0, 5), "relu": np.ones(5)}
+    fig = ch01.layer_gradient_figure(norms, {"sigmoid": "standard", "relu": "he"})
+    lines = fig.axes[0].lines
+    np.testing.assert_array_equal(lines[0].get_xdata(), np.arange(1, 6))
+    np.testing.assert_allclose(lines[0].get_ydata(), norms["sigmoid"])
+    assert [ln.get_label() for ln in lines] == ["sigmoid (standard init)", "relu (he init)"]
+    with pytest.raises(ValueError):
+        ch01.layer_gradient_figure(norms, {"sigmoid": "standard"})
+    measured = {"tanh": np.array([-2.0, -1.0, 0.0])}
+    predicted = {"tanh": np.array([-2.1, -1.0, 0.0])}
+    fig = ch01.mean_field_figure(measured, predicted, {"tanh": "standard"})
+    theory, dots = fig.axes[0].lines
+    np.testing.assert_allclose(theory.get_ydata(), predicted["tanh"])
+    np.testing.assert_allclose(dots.get_ydata(), measured["tanh"])
+    with pytest.raises(ValueError):
+        ch01.mean_field_figure(measured, {}, {"tanh": "standard"})
 
 
 # --------------------------------------------------------------------------- exercises
@@ -230,18 +261,18 @@ def test_deltas_check_accepts_the_recursion_by_hand():
         return 1 / (1 + np.exp(-t))
 
     (W1, b1), (W2, b2) = [(p["W"].astype(np.float64), p["b"].astype(np.float64)) for p in params]
-    h1 = W1 @ x0 + b1
-    x1 = sig(h1)
-    h2 = W2 @ x1 + b2
-    x2 = sig(h2)
-    delta_2 = sig(h2) * (1 - sig(h2)) * (x2 - y)
-    delta_1 = sig(h1) * (1 - sig(h1)) * (W2.T @ delta_2)
+    a1 = W1 @ x0 + b1
+    h1 = sig(a1)
+    a2 = W2 @ h1 + b2
+    h2 = sig(a2)
+    delta_2 = sig(a2) * (1 - sig(a2)) * (h2 - y)
+    delta_1 = sig(a1) * (1 - sig(a1)) * (W2.T @ delta_2)
     assert ch01.check_deltas(delta_1, delta_2) is True
     assert ch01.check_deltas(delta_1, -delta_2) is False
-    assert ch01.check_deltas(W2.T @ delta_2, delta_2) is False  # forgot phi'(h_1)
+    assert ch01.check_deltas(W2.T @ delta_2, delta_2) is False  # forgot phi'(a_1)
     assert ch01.check_deltas(None, delta_2) is False
     # and the library's recursion agrees with the hand computation
-    lib = vgplib.backprop_deltas([{k: jnp.asarray(v) for k, v in p.items()} for p in params], x0, x2 - y, "sigmoid")
+    lib = vgplib.backprop_deltas([{k: jnp.asarray(v) for k, v in p.items()} for p in params], x0, h2 - y, "sigmoid")
     np.testing.assert_allclose(lib[0], delta_1, rtol=1e-5)
 
 

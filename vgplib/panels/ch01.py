@@ -1,17 +1,18 @@
 """Chapter 1, *Backpropagation as a product of Jacobians*: its figures, its live panel and its exercises.
 
-The live panel shows how large the back-propagated gradient ``||dE/dx_l||`` is at every layer
-``l = 0..L`` of an MLP ``x_l = phi(W_l x_{l-1} + b_l)`` with the loss ``E = u . x_L`` (``u`` a fixed
-unit vector, so ``dE/dx_L = u``), for a depth slider and an activation selector. Backpropagation
-(Rumelhart, Hinton & Williams 1986) computes
+The live panel shows how large the back-propagated gradient ``g_l = dE/dh_l`` is at every layer
+``l = 0..L`` of an MLP ``a_l = W_l h_{l-1} + b_l``, ``h_l = phi(a_l)``, ``h_0 = x``, with the loss
+``E = u . h_L`` (``u`` a fixed unit vector, so ``g_L = u``), for a depth slider and an activation
+selector. Backpropagation (Rumelhart, Hinton & Williams 1986) computes
 
-    dE/dx_{l-1} = J_l^T dE/dx_l,    J_l = diag(phi'(h_l)) W_l,
+    g_{l-1} = J_l^T g_l,    J_l = dh_l/dh_{l-1} = diag(phi'(a_l)) W_l,
 
 so the gradient at layer ``l`` is ``u`` pushed back through ``L - l`` Jacobians. Every network of
 depth ``L <= MAX_DEPTH`` is the first ``L`` layers of one precomputed network, so one jitted sweep over
 ``MAX_DEPTH`` layers with a mask (layers above ``L`` are skipped) serves every slider position
 without a compilation. The sweep renormalizes after every factor (log-space), so a gradient below
-float32's smallest normal number (1.2e-38) is still drawn, and flagged in the status line.
+float32's smallest normal number (1.2e-38), which a direct float32 product in JAX on CPU would flush
+to 0 (subnormals are not kept), is still drawn, and flagged in the status line.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ _LN10 = math.log(10.0)
 
 @jax.jit
 def _prefix_log_sweep(J: Array, g: Array, depth: Array) -> Array:
-    """``log ||dE/dx_l||`` for the network made of layers ``1..depth`` of ``J``; ``(L+1,)``.
+    """``log ||g_l||``, ``g_l = dE/dh_l``, for the network made of layers ``1..depth`` of ``J``; ``(L+1,)``.
 
     Renormalized backward sweep ``v_{l-1} = J_l^T v_l / ||J_l^T v_l||`` accumulating the logs of the
     norms; layers ``l > depth`` are skipped (identity), entries ``l >= depth`` equal ``log ||g||``.
@@ -80,13 +81,13 @@ def _prefix_log_sweep(J: Array, g: Array, depth: Array) -> Array:
 
 
 def prefix_log_gradient_norms(jacobians, grad_output, depth: int) -> np.ndarray:
-    """Natural-log ``||dE/dx_l||``, ``l = 0..L``, for the network made of the first ``depth`` layers.
+    """Natural-log ``||dE/dh_l||``, ``l = 0..L``, for the network made of the first ``depth`` layers.
 
-    ``jacobians`` are stacked ``(L, n, n)`` layer Jacobians ``J_l = d x_l / d x_{l-1}`` of a network
-    of depth ``L >= depth``; ``grad_output = dE/dx_depth``. Because a prefix of a network computes
-    the same ``x_1..x_depth``, its Jacobians are the first ``depth`` of the full network's, and
+    ``jacobians`` are stacked ``(L, n, n)`` layer Jacobians ``J_l = dh_l/dh_{l-1}`` of a network
+    of depth ``L >= depth``; ``grad_output = dE/dh_depth``. Because a prefix of a network computes
+    the same ``h_1..h_depth``, its Jacobians are the first ``depth`` of the full network's, and
 
-        dE/dx_l = J_{l+1}^T ... J_depth^T dE/dx_depth      (l < depth).
+        dE/dh_l = J_{l+1}^T ... J_depth^T dE/dh_depth      (l < depth).
 
     Computed in log space (renormalized after each factor), so it is exact at any depth where the
     direct product underflows. Returns ``(L+1,)`` float64; entries ``l >= depth`` are
@@ -114,15 +115,15 @@ def mean_field_log_gradient_decay(
     sigma_b: float = 0.0,
     q0: float = 1.0,
 ) -> np.ndarray:
-    """Mean-field ``ln(E||dE/dx_l||^2 / ||dE/dx_L||^2)``, ``l = 0..L``, layer by layer.
+    """Mean-field ``ln(E||dE/dh_l||^2 / ||dE/dh_L||^2)``, ``l = 0..L``, layer by layer.
 
     For a wide MLP with ``Var(W_ij) = sigma_w^2 / n``, inputs with mean square ``q0`` per unit, the
-    pre-activation variance of layer ``k`` follows ``q_1 = sigma_w^2 q0 + sigma_b^2``,
+    pre-activation ``a_k`` has a variance that follows ``q_1 = sigma_w^2 q0 + sigma_b^2``,
     ``q_k = sigma_w^2 E[phi(sqrt(q_{k-1}) z)^2] + sigma_b^2`` (Poole et al. 2016), and each layer
     multiplies the mean squared gradient by ``chi_1(q_k) = sigma_w^2 E[phi'(sqrt(q_k) z)^2]``
     (Schoenholz et al. 2017), so
 
-        E||dE/dx_l||^2 = ||dE/dx_L||^2 prod_{k=l+1}^{L} chi_1(q_k).
+        E||dE/dh_l||^2 = ||dE/dh_L||^2 prod_{k=l+1}^{L} chi_1(q_k).
 
     Evaluating ``chi_1`` at each layer's own ``q_k`` (not only at the fixed point ``q*``) also
     captures the first layers, where ``q_k`` has not yet converged. Returns ``(L+1,)`` float64.
@@ -149,9 +150,9 @@ def mean_field_log_gradient_decay(
 def panel_data(width: int = PANEL_WIDTH, max_depth: int = MAX_DEPTH, seed: int = 0) -> tuple[Array, Array]:
     """The panel's stacked Jacobians ``(3, max_depth, n, n)`` (one network per activation) and ``u``.
 
-    Network ``a`` is ``init_mlp(PRNGKey(seed), [n] * (max_depth + 1), PANEL_INITS[a])`` run on a fixed
-    standard-normal input ``x_0`` (``PRNGKey(seed + 1)``); ``u`` is a fixed random unit vector
-    (``PRNGKey(seed + 2)``), the output gradient ``dE/dx_L`` of the loss ``E = u . x_L``.
+    Network ``name`` is ``init_mlp(PRNGKey(seed), [n] * (max_depth + 1), PANEL_INITS[name])`` run on a fixed
+    standard-normal input ``x = h_0`` (``PRNGKey(seed + 1)``); ``u`` is a fixed random unit vector
+    (``PRNGKey(seed + 2)``), the output gradient ``dE/dh_L`` of the loss ``E = u . h_L``.
     """
     width = check_positive_int("width", width)
     max_depth = check_positive_int("max_depth", max_depth)
@@ -169,12 +170,12 @@ _panel_kernel = jax.jit(jax.vmap(_prefix_log_sweep, in_axes=(0, None, None)))
 
 
 def make_depth_figure() -> tuple[Figure, object]:
-    """The depth panel: ``||dE/dx_l||`` against ``l`` on a log axis; returns ``(fig, update)``.
+    """The depth panel: ``||dE/dh_l||`` against ``l`` on a log axis; returns ``(fig, update)``.
 
     ``update(depth, activation)`` draws the network of the first ``depth`` layers: the selected
     activation in colour with markers, the other two faint for comparison. It returns a status
-    string when the gradient falls below float32's smallest normal number (the direct product
-    would underflow to 0; the panel computes in log space) or is exactly zero.
+    string when the gradient falls below float32's smallest normal number (a direct float32
+    product in JAX on CPU would be flushed to 0; the panel computes in log space) or is exactly zero.
     """
     J_all, u = panel_data()
     fig, ax = new_figure(figsize=(6.0, 3.2), dpi=72)
@@ -182,7 +183,7 @@ def make_depth_figure() -> tuple[Figure, object]:
     ax.set_xlim(-0.8, MAX_DEPTH + 0.8)
     ax.set_ylim(1e-42, 1e4)
     ax.set_xlabel("layer $l$ (0 = input)")
-    ax.set_ylabel(r"$\|\partial E/\partial x_l\|$")
+    ax.set_ylabel(r"$\|\partial E/\partial h_l\|$")
     ax.axhline(FLOAT32_TINY, color="0.5", lw=0.8, ls=":")
     ax.text(0.2, FLOAT32_TINY * 3, "float32 smallest normal", fontsize=7, color="0.4", va="bottom")
     ax.axhline(1.0, color="0.7", lw=0.6)
@@ -216,7 +217,7 @@ def make_depth_figure() -> tuple[Figure, object]:
         note.set_text(
             f"{activation}, L = {depth}: the input gradient is exactly 0" if np.isneginf(log10_in)
             # Plain Unicode, not mathtext: mathtext costs ~10 ms per draw of a live panel.
-            else f"{activation}, L = {depth}: ‖∂E/∂x₀‖ / ‖∂E/∂x_L‖"
+            else f"{activation}, L = {depth}: ‖∂E/∂h₀‖ / ‖∂E/∂h_L‖"
             f" ≈ 10^{log10_in:.1f}"
         )
         if np.any(np.isneginf(sel)):
@@ -248,21 +249,42 @@ def make_depth_figure_live() -> tuple[Figure, object]:
 
 @register_panel("ch01.depth")
 def depth_panel() -> LivePanel:
-    """A new live panel: per-layer ``||dE/dx_l||`` for a depth slider and an activation selector."""
+    """A new live panel: per-layer ``||dE/dh_l||`` for a depth slider and an activation selector."""
     return LivePanel(make_depth_figure_live, depth_controls())
 
 
-def depth_scrubber(activation: str = "sigmoid", depths=SCRUBBER_DEPTHS):
-    """The kernel-free twin of :func:`depth_panel` for the static book: a jshtml scrubber over depth."""
+#: What the scrubber shows for each selected activation (the end of its alt sentence).
+_SCRUBBER_FINDINGS = {
+    "sigmoid": "the sigmoid network's gradient falls on a nearly straight line, to about 1e-34 at the "
+    "input at depth 40, while the faint tanh curve falls more slowly and the faint ReLU curve stays near 1",
+    "tanh": "the tanh network's gradient falls steadily with depth, more slowly than the faint sigmoid "
+    "curve, while the faint ReLU curve stays near 1",
+    "relu": "the ReLU network's gradient (He init) stays within a factor of 20 of 1 at every depth and "
+    "layer, while the faint sigmoid and tanh curves fall",
+}
+
+
+def depth_scrubber(activation: str = "sigmoid", depths=SCRUBBER_DEPTHS, alt: str | None = None, dpi: int = 100):
+    """The kernel-free twin of :func:`depth_panel` for the static book: a jshtml scrubber over depth.
+
+    ``alt`` is the frames' alt text; by default a sentence saying what is plotted and what the
+    selected activation's curve shows. ``dpi`` 100 draws a 600-pixel-wide frame, so its 8-point
+    labels are about 11 pixels high in the book's column.
+    """
     check_name("activation", activation, PANEL_ACTIVATIONS)
-    return scrubber(make_depth_figure, "depth", values=list(depths), fixed={"activation": activation}, dpi=72)
+    depths = list(depths)
+    if alt is None:
+        alt = (f"Gradient norm ||dE/dh_l|| on a log axis against layer l, one frame per depth L from "
+               f"{depths[0]} to {depths[-1]}: {_SCRUBBER_FINDINGS[activation]}.")
+    return scrubber(make_depth_figure, "depth", values=depths, fixed={"activation": activation}, dpi=dpi,
+                    alt=alt)
 
 
 # --------------------------------------------------------------------------- static figures
 
 
 def backprop_diagram(factor: float = 0.5, depth: int = 4) -> Figure:
-    """The intuition picture: forward arrows ``x_{l-1} -> x_l``, backward arrows ``J_l^T``, bars ``||dE/dx_l||``.
+    """The intuition picture: forward arrows ``h_{l-1} -> h_l``, backward arrows ``J_l^T``, bars ``||dE/dh_l||``.
 
     The bars are schematic: each backward step multiplies the gradient's size by ``factor``.
     """
@@ -276,8 +298,8 @@ def backprop_diagram(factor: float = 0.5, depth: int = 4) -> Figure:
     ax.axis("off")
     for i in range(depth + 1):
         ax.add_patch(Circle((i, 0.75), 0.2, fc="#e8f0fe", ec="0.3"))
-        ax.text(i, 0.75, f"$x_{i}$", ha="center", va="center", fontsize=11)
-        # forward: x_i -> x_{i+1} (or -> E)
+        ax.text(i, 0.75, f"$h_{i}$", ha="center", va="center", fontsize=11)
+        # forward: h_i -> h_{i+1} (or -> E)
         ax.add_patch(FancyArrowPatch((i + 0.22, 0.85), (i + 0.78, 0.85), arrowstyle="-|>", mutation_scale=10,
                                      color="0.35"))
         ax.add_patch(FancyArrowPatch((i + 0.78, 0.62), (i + 0.22, 0.62), arrowstyle="-|>", mutation_scale=10,
@@ -286,23 +308,23 @@ def backprop_diagram(factor: float = 0.5, depth: int = 4) -> Figure:
             ax.text(i + 0.5, 1.0, f"$W_{i + 1}, \\phi$", ha="center", va="bottom", fontsize=8, color="0.35")
             ax.text(i + 0.5, 0.5, f"$J_{i + 1}^T$", ha="center", va="top", fontsize=9, color="#d62728")
         else:
-            ax.text(i + 0.5, 0.5, rf"$\partial E/\partial x_{depth}$", ha="center", va="top", fontsize=8, color="#d62728")
+            ax.text(i + 0.5, 0.5, rf"$\partial E/\partial h_{depth}$", ha="center", va="top", fontsize=8, color="#d62728")
     ax.text(depth + 1, 0.75, "$E$", ha="center", va="center", fontsize=12,
             bbox={"boxstyle": "round,pad=0.3", "fc": "#fff3e0", "ec": "0.4"})
     for i in range(depth + 1):
         h = factor ** (depth - i)
         ax.bar(i, -0.95 * h, bottom=0.2, width=0.32, color="#d62728", alpha=0.75)
-    ax.text(depth + 1.05, -0.35, r"$\|\partial E/\partial x_l\|$" + "\n(schematic:\n" + rf"$\times${factor:g} per step)",
+    ax.text(depth + 1.05, -0.35, r"$\|\partial E/\partial h_l\|$" + "\n(schematic:\n" + rf"$\times${factor:g} per step)",
             ha="center", va="center", fontsize=8, color="#d62728")
-    ax.text(-0.5, -1.2, f"forward pass (grey) computes $x_1, \\dots, x_{depth}$; backward pass (red) multiplies "
-            f"$\\partial E/\\partial x_{depth}$ by one transposed Jacobian per layer",
+    ax.text(-0.5, -1.2, f"forward (grey): $h_1, \\dots, h_{depth}$ from $h_0 = x$;  backward (red): "
+            f"$\\partial E/\\partial h_{depth}$ times one transposed Jacobian per layer",
             fontsize=8, color="0.25", va="bottom")
     return fig
 
 
 def jacobian_heatmaps(params, jacobians, product, layers) -> Figure:
-    """Heat maps of ``W_l`` (top) and ``J_l = diag(phi'(h_l)) W_l`` (bottom) for the chosen ``layers``,
-    one shared colour scale per column, and of ``d x_L / d x_0`` (last column, its own scale)."""
+    """Heat maps of ``W_l`` (top) and ``J_l = diag(phi'(a_l)) W_l`` (bottom) for the chosen ``layers``,
+    one shared colour scale per column, and of ``dh_L/dh_0`` (last column, its own scale)."""
     layers = [check_positive_int("layers[]", int(l)) for l in layers]
     if not layers or max(layers) > len(params) or len(jacobians) != len(params):
         raise ValueError(f"layers must be 1-based layer numbers up to {len(params)}; got {layers}")
@@ -331,9 +353,54 @@ def jacobian_heatmaps(params, jacobians, product, layers) -> Figure:
         colorbar(im, axes[:, c], vmax, lambda v: f"{v:.2f}")
     P = np.asarray(product)
     vmax = float(np.abs(P).max())
-    im = show(axes[0, -1], P, vmax, r"$\partial x_L/\partial x_0$")
+    im = show(axes[0, -1], P, vmax, r"$\partial h_L/\partial h_0$")
     colorbar(im, axes[0, -1], vmax, lambda v: f"{v:.0e}")
     axes[1, -1].axis("off")
+    return fig
+
+
+def layer_gradient_figure(grad_norms, inits) -> Figure:
+    """Per-layer ``||dE/dtheta_l||`` on a log axis, one line per activation (layer 1 = first layer).
+
+    ``grad_norms`` maps an activation name to its ``(L,)`` norms, ``inits`` the same names to the
+    initialization shown in the legend.
+    """
+    if not grad_norms or set(grad_norms) != set(inits):
+        raise ValueError(f"grad_norms and inits must name the same activations; got {list(grad_norms)}, {list(inits)}")
+    fig, ax = new_figure(figsize=(6.4, 3.4), dpi=100, margins={"left": 0.13, "bottom": 0.16, "top": 0.95})
+    for name, norms in grad_norms.items():
+        norms = np.asarray(norms)
+        ax.semilogy(np.arange(1, norms.size + 1), norms, "o-", ms=4, color=_COLORS.get(name, "0.3"),
+                    label=f"{name} ({inits[name]} init)")
+        L = norms.size
+    ax.set_xlabel("layer $l$ (1 = first layer)")
+    ax.set_ylabel(r"$\|\partial E/\partial \theta_l\|$")
+    ax.set_xticks([1] + list(range(5, L + 1, 5)))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def mean_field_figure(measured, predicted, inits) -> Figure:
+    """``log10 E||dE/dh_l||^2`` measured (dots) against the mean-field prediction (lines), per activation.
+
+    All three arguments are dicts keyed by activation: ``(L+1,)`` arrays of log10 values for
+    ``measured`` and ``predicted``, the initialization's name for ``inits``.
+    """
+    if not measured or not (set(measured) == set(predicted) == set(inits)):
+        raise ValueError("measured, predicted and inits must name the same activations")
+    fig, ax = new_figure(figsize=(6.4, 3.6), dpi=100, margins={"left": 0.13, "bottom": 0.15, "top": 0.95})
+    for name in measured:
+        layers = np.arange(len(measured[name]))
+        color = _COLORS.get(name, "0.3")
+        ax.plot(layers, predicted[name], "-", color=color, alpha=0.6)
+        ax.plot(layers, measured[name], "o", ms=4, color=color, label=f"{name} ({inits[name]} init)")
+    L = len(layers) - 1
+    ax.set_xlabel("layer $l$")
+    ax.set_xticks(range(0, L + 1, 5))
+    ax.set_ylabel(r"$\log_{10}\, \mathbb{E}\|\partial E/\partial h_l\|^2$")
+    ax.legend(fontsize=8, loc="lower right", title="dots: measured\nlines: mean-field theory", title_fontsize=8)
+    ax.grid(alpha=0.3)
     return fig
 
 
@@ -341,7 +408,7 @@ def jacobian_heatmaps(params, jacobians, product, layers) -> Figure:
 
 
 def exercise_layer() -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """A 3-unit tanh layer ``x_1 = tanh(W x_0 + b)`` and its input, small numbers for working by hand."""
+    """A 3-unit tanh layer ``h_1 = tanh(W x + b)`` and its input ``x``, small numbers for working by hand."""
     W = np.array([[0.5, -1.0, 0.0], [0.25, 0.5, -0.5], [-1.0, 0.0, 1.0]], dtype=np.float32)
     b = np.array([0.0, 0.5, -0.25], dtype=np.float32)
     x = np.array([1.0, 0.5, -0.5], dtype=np.float32)
@@ -349,7 +416,7 @@ def exercise_layer() -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 
 def check_layer_jacobian(answer) -> bool:
-    """Self-check for the one-layer exercise: is ``answer`` the Jacobian ``d x_1 / d x_0``?
+    """Self-check for the one-layer exercise: is ``answer`` the Jacobian ``dh_1/dx``?
 
     Compared (``rtol=1e-4``) with :func:`vgplib.layer_jacobians`, which differentiates the layer by
     autodiff. Prints a verdict and returns ``True``/``False``.
@@ -363,16 +430,16 @@ def check_layer_jacobian(answer) -> bool:
     if A.shape != J.shape:
         return report_answer(False, "", f"the Jacobian of a 3 -> 3 layer has shape {J.shape}; got {A.shape}.")
     if np.allclose(A, J, rtol=1e-4, atol=1e-6):
-        return report_answer(True, "J = diag(1 - tanh(h)^2) W matches autodiff", "")
+        return report_answer(True, "J = diag(1 - tanh(a)^2) W matches autodiff", "")
     if np.allclose(A, J.T, rtol=1e-4, atol=1e-6):
         return report_answer(False, "", "that is the transpose: row i of J belongs to output unit i.")
     if np.allclose(A, layer["W"], rtol=1e-4, atol=1e-6):
-        return report_answer(False, "", "that is W alone: scale row i by phi'(h_i) = 1 - tanh(h_i)^2.")
-    return report_answer(False, "", "compute h = W x + b first, then scale row i of W by 1 - tanh(h_i)^2.")
+        return report_answer(False, "", "that is W alone: scale row i by phi'(a_i) = 1 - tanh(a_i)^2.")
+    return report_answer(False, "", "compute a = W x + b first, then scale row i of W by 1 - tanh(a_i)^2.")
 
 
 def exercise_two_layer_net() -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]:
-    """A sigmoid net 2 -> 2 -> 1 with ``E = (x_2 - y)^2 / 2``; returns ``(params, x0, y)``."""
+    """A sigmoid net 2 -> 2 -> 1 with ``E = (h_2 - y)^2 / 2``; returns ``(params, x, y)``."""
     params = [
         {"W": np.array([[1.0, -1.0], [0.5, 2.0]], dtype=np.float32), "b": np.array([0.0, -1.0], dtype=np.float32)},
         {"W": np.array([[2.0, -1.0]], dtype=np.float32), "b": np.array([0.5], dtype=np.float32)},
@@ -381,7 +448,7 @@ def exercise_two_layer_net() -> tuple[list[dict[str, np.ndarray]], np.ndarray, n
 
 
 def _two_layer_reference() -> list[np.ndarray]:
-    """``delta_l = dE/dh_l = dE/db_l`` by ``jax.grad`` with respect to the biases (not the recursion)."""
+    """``delta_l = dE/da_l = dE/db_l`` by ``jax.grad`` with respect to the biases (not the recursion)."""
     params, x0, y = exercise_two_layer_net()
     params = [{k: jnp.asarray(v) for k, v in p.items()} for p in params]
 
@@ -394,10 +461,10 @@ def _two_layer_reference() -> list[np.ndarray]:
 
 
 def check_deltas(delta_1, delta_2) -> bool:
-    """Self-check for the two-layer exercise: are these ``delta_1 = dE/dh_1`` (shape 2) and ``delta_2`` (shape 1)?
+    """Self-check for the two-layer exercise: are these ``delta_1 = dE/da_1`` (shape 2) and ``delta_2`` (shape 1)?
 
     Compared (``rtol=1e-4``) with ``dE/db_l`` from ``jax.grad``, which equals ``delta_l`` because
-    ``h_l = W_l x_{l-1} + b_l``. Prints a verdict and returns ``True``/``False``.
+    ``a_l = W_l h_{l-1} + b_l``. Prints a verdict and returns ``True``/``False``.
     """
     if delta_1 is None or delta_2 is None:
         print("No answer yet: set delta_1 and delta_2 to your arrays and run the cell again.")
@@ -406,7 +473,7 @@ def check_deltas(delta_1, delta_2) -> bool:
     d1 = np.atleast_1d(np.asarray(delta_1, dtype=np.float64))
     d2 = np.atleast_1d(np.asarray(delta_2, dtype=np.float64))
     if d2.shape != ref_2.shape or not np.allclose(d2, ref_2, rtol=1e-4, atol=1e-7):
-        return report_answer(False, "", "delta_2 = sigma'(h_2) * (x_2 - y) with sigma'(h) = sigma(h) (1 - sigma(h)).")
+        return report_answer(False, "", "delta_2 = sigma'(a_2) * (h_2 - y) with sigma'(a) = sigma(a) (1 - sigma(a)).")
     if d1.shape != ref_1.shape or not np.allclose(d1, ref_1, rtol=1e-4, atol=1e-7):
-        return report_answer(False, "", "delta_1 = sigma'(h_1) * (W_2^T delta_2): an elementwise product, shape (2,).")
+        return report_answer(False, "", "delta_1 = sigma'(a_1) * (W_2^T delta_2): an elementwise product, shape (2,).")
     return report_answer(True, "both deltas match jax.grad", "")
