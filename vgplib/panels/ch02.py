@@ -3,18 +3,18 @@
 Two live panels (registered as ``"ch02.scalar_product"`` and ``"ch02.gradient_norms"``) and their
 scrubber twins:
 
-* :func:`scalar_panel`: ``a^l`` for ``l = 0..L`` as float32 computes it (a JAX cumulative product,
-  subnormals flushed to zero on CPU) against the exact ``l log10 a``. Shows where float32 underflows
+* :func:`scalar_panel`: ``r^l`` for ``l = 0..L`` as float32 computes it (a JAX cumulative product,
+  subnormals flushed to zero on CPU) against the exact ``l log10 r``. Shows where float32 underflows
   (below 1.2e-38) or overflows (above 3.4e38).
 * exercise self-checks :func:`check_horizon`, :func:`check_nilpotent`, :func:`check_relu`, which
   compute their answers (JAX float32, NumPy eigenvalues, :func:`vgplib.chi1`) rather than store them.
-* :func:`gradient_panel`: the back-propagated gradient ``g_l = dE/dx_l = J_{l+1}^T ... J_L^T g_L`` of a
-  random MLP ``x_l = phi(W_l x_{l-1})``, ``W_l ~ N(0, sigma_w^2 / n)``, with
-  ``J_l = diag(phi'(h_l)) W_l``. Measured in log-space (exact at any depth), measured directly in
+* :func:`gradient_panel`: the back-propagated gradient ``g_l = dE/dh_l = J_{l+1}^T ... J_L^T g_L`` of a
+  random MLP ``a_l = W_l h_{l-1}``, ``h_l = phi(a_l)``, ``h_0 = x``, ``W_l ~ N(0, sigma_w^2 / n)``, with
+  ``J_l = diag(phi'(a_l)) W_l``. Measured in log-space (exact at any depth), measured directly in
   float32 (it underflows), and the mean-field prediction (Poole et al. 2016; Schoenholz et al. 2017)
 
       E||g_{l-1}||^2 = chi_l E||g_l||^2,   chi_l = sigma_w^2 E_z[phi'(sqrt(q_l) z)^2],
-      q_1 = sigma_w^2 ||x_0||^2 / n,   q_{l+1} = sigma_w^2 E_z[phi(sqrt(q_l) z)^2],
+      q_1 = sigma_w^2 ||x||^2 / n,   q_{l+1} = sigma_w^2 E_z[phi(sqrt(q_l) z)^2],
 
   with Gauss-Hermite quadrature inside the same jitted function.
 
@@ -45,7 +45,7 @@ BATCH = 8  #: inputs (and output gradients) averaged over
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")  #: dropdown options, in lax.switch order
 N_QUAD = 64  #: Gauss-Hermite nodes for the mean-field expectations (float32)
 SEED = 2
-#: Frames of the kernel-free scrubbers: 16 factors ``a`` from 0.1 to 2.0, 16 ``sigma_w`` from 0.5 to 2.0.
+#: Frames of the kernel-free scrubbers: 16 factors ``r`` from 0.1 to 2.0, 16 ``sigma_w`` from 0.5 to 2.0.
 SCALAR_SCRUBBER_FACTORS: tuple[float, ...] = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25,
                                               1.5, 1.75, 2.0)
 GRADIENT_SCRUBBER_SIGMAS: tuple[float, ...] = tuple(round(0.5 + 0.1 * i, 2) for i in range(16))
@@ -65,7 +65,7 @@ def _scalar_powers(factor: jax.Array) -> jax.Array:
 
 
 def scalar_powers(factor: float, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(float32 product, exact log10)`` of ``factor^l`` for ``l = 0..depth``.
+    """``(float32 product, exact log10)`` of ``factor^l`` for ``l = 0..depth`` (``factor`` is ``r``).
 
     The first is what float32 arithmetic gives (0 below 1.2e-38 on CPU, inf above 3.4e38); the
     second is ``l * log10(factor)`` in float64, exact at any depth.
@@ -91,16 +91,16 @@ def _float_status(direct_log: np.ndarray, exact_log: np.ndarray, what: str) -> s
 
 
 def make_scalar_figure() -> tuple:
-    """Figure of ``log10(a^l)``: exact line, float32 markers, float32 limits; ``update(factor, depth)``."""
+    """Figure of ``log10(r^l)``: exact line, float32 markers, float32 limits; ``update(factor, depth)``."""
     fig, ax = new_figure(margins={"top": 0.88})
-    (exact_line,) = ax.plot([], [], "-", color="C0", lw=2, label="exact: l·log₁₀ a")
+    (exact_line,) = ax.plot([], [], "-", color="C0", lw=2, label="exact: l·log₁₀ r")
     (float_line,) = ax.plot([], [], "o", color="C3", ms=2.5, label="float32 product")
     ax.axhline(_LOG10_TINY, color="0.5", ls="--", lw=1)
     ax.axhline(_LOG10_MAX, color="0.5", ls="--", lw=1)
     ax.text(1, _LOG10_TINY, " 1.2e-38", va="bottom", fontsize=8, color="0.4")
     ax.text(1, _LOG10_MAX, " 3.4e38", va="top", fontsize=8, color="0.4")
     label = ax.set_xlabel("number of factors l")
-    ax.set_ylabel("log₁₀ aˡ")
+    ax.set_ylabel("log₁₀ rˡ")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
 
     def update(factor: float, depth: int) -> str:
@@ -114,16 +114,16 @@ def make_scalar_figure() -> tuple:
         hi = max(float(exact.max()), _LOG10_MAX) + 6
         ax.set_xlim(0, depth)
         ax.set_ylim(lo, hi)
-        label.set_text(f"number of factors l    (a = {factor:.2f}, L = {depth}: a^L = 10^{exact[-1]:.1f})")
-        return _float_status(log_direct, exact, "a^l")
+        label.set_text(f"number of factors l    (r = {factor:.2f}, L = {depth}: r^L = 10^{exact[-1]:.1f})")
+        return _float_status(log_direct, exact, "r^l")
 
     return fig, update
 
 
 def scalar_controls() -> dict[str, ipywidgets.ValueWidget]:
-    """Sliders of the scalar panel: the factor ``a`` and the number of factors ``L``."""
+    """Sliders of the scalar panel: the factor ``r`` and the number of factors ``L``."""
     return {
-        "factor": ipywidgets.FloatSlider(value=0.25, min=0.05, max=2.0, step=0.05, description="factor a",
+        "factor": ipywidgets.FloatSlider(value=0.25, min=0.05, max=2.0, step=0.05, description="factor r",
                                          readout_format=".2f"),
         "depth": ipywidgets.IntSlider(value=60, min=1, max=MAX_DEPTH, description="depth L"),
     }
@@ -131,13 +131,24 @@ def scalar_controls() -> dict[str, ipywidgets.ValueWidget]:
 
 @register_panel("ch02.scalar_product")
 def scalar_panel() -> LivePanel:
-    """Live panel: ``a^L`` in float32 against the exact value, with under/overflow on the status line."""
+    """Live panel: ``r^L`` in float32 against the exact value, with under/overflow on the status line."""
     return LivePanel(make_scalar_figure, scalar_controls(), freeze_legend=True)
 
 
-def scalar_scrubber(depth: int = 100):
-    """Kernel-free twin of :func:`scalar_panel`: ``a`` from 0.1 to 2.0 at fixed depth."""
-    return scrubber(make_scalar_figure, "factor", list(SCALAR_SCRUBBER_FACTORS), fixed={"depth": depth})
+def scalar_scrubber(depth: int = 100, alt: str | None = None, dpi: int = 100):
+    """Kernel-free twin of :func:`scalar_panel`: ``r`` from 0.1 to 2.0 at fixed depth.
+
+    ``alt`` is the frames' alt text (by default a sentence on what is plotted and what it shows);
+    ``dpi`` 100 draws a frame about 600 pixels wide, so its labels stay readable in the book's column.
+    """
+    depth = check_positive_int("depth", depth)
+    if alt is None:
+        alt = (f"Plot of log10 of r^l against l up to {depth} factors, one frame per factor r from "
+               f"{SCALAR_SCRUBBER_FACTORS[0]} to {SCALAR_SCRUBBER_FACTORS[-1]}: the exact straight line "
+               "and the float32 dots agree until the line crosses float32's limits 1.2e-38 or 3.4e38, "
+               "where the dots stop at 0 or inf.")
+    return scrubber(make_scalar_figure, "factor", list(SCALAR_SCRUBBER_FACTORS), fixed={"depth": depth},
+                    alt=alt, dpi=dpi)
 
 
 # --------------------------------------------------------------------------- random-network gradients
@@ -148,7 +159,7 @@ def network_data() -> dict[str, jax.Array]:
     """The fixed random network, inputs and output gradients (NumPy generator seeded ``SEED``; made once).
 
     ``Z``: ``(MAX_DEPTH, n, n)`` standard normal, so ``W_l = sigma_w Z_l / sqrt(n)``; ``x0``:
-    ``(BATCH, n)`` with ``||x0||^2 = n``; ``gL``: ``(BATCH, n)`` unit vectors (``dE/dx_L``). NumPy's
+    ``(BATCH, n)`` inputs ``h_0`` with ``||x0||^2 = n``; ``gL``: ``(BATCH, n)`` unit vectors (``dE/dh_L``). NumPy's
     generator needs no JAX compilation (``jax.random`` here cost seconds of compiling on first use).
     """
     rng = np.random.default_rng(SEED)
@@ -249,7 +260,7 @@ def gradient_curves(sigma_w: float, depth: int, activation: str) -> dict[str, np
     the plain float32 ``||g_l||`` (0 where it underflowed), ``log10_theory`` the mean-field
     ``0.5 * sum_{k=l+1}^{L} log10 chi_k``, ``chi`` (L+1,) with ``chi[l] = chi_l`` (``chi[0]`` unused)
     ``forward_finite`` (L+1,) whether every pre-activation up to layer ``l`` is finite and
-    ``forward_nonzero`` (L+1,) whether no ``x_k``, ``k <= l``, has underflowed to all zeros.
+    ``forward_nonzero`` (L+1,) whether no ``h_k``, ``k <= l``, has underflowed to all zeros.
     ``||g_L|| = 1``.
     """
     sigma_w = check_positive("sigma_w", sigma_w)
@@ -282,7 +293,7 @@ def gradient_curves(sigma_w: float, depth: int, activation: str) -> dict[str, np
 
 
 def make_gradient_figure() -> tuple:
-    """Figure of ``log10 ||dE/dx_l||`` against ``l``; ``update(sigma_w, depth, activation)``."""
+    """Figure of ``log10 ||dE/dh_l||`` against ``l``; ``update(sigma_w, depth, activation)``."""
     fig, ax = new_figure(margins={"top": 0.88})
     (theory,) = ax.plot([], [], "-", color="k", lw=1.5, label="theory ½Σ log₁₀ χₖ")
     (direct,) = ax.plot([], [], "o", color="C3", ms=3, label="plain float32")
@@ -290,7 +301,7 @@ def make_gradient_figure() -> tuple:
     ax.axhline(_LOG10_TINY, color="0.5", ls="--", lw=1)
     ax.text(0, _LOG10_TINY, " 1.2e-38", va="bottom", fontsize=8, color="0.4")
     label = ax.set_xlabel("layer l")
-    ax.set_ylabel("log₁₀ ‖∂E/∂x_l‖")
+    ax.set_ylabel("log₁₀ ‖∂E/∂h_l‖")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=8, frameon=False)
 
     def update(sigma_w: float, depth: int, activation: str) -> str:
@@ -318,7 +329,7 @@ def make_gradient_figure() -> tuple:
         if not c["forward_nonzero"][-1]:
             k = int(np.argmin(c["forward_nonzero"]))
             dead = " and the gradient below it is exactly 0" if not np.isfinite(meas[0]) else ""
-            return f"underflow: the forward signal x_l is 0 in float32 from layer {k} on{dead}"
+            return f"underflow: the forward signal h_l is 0 in float32 from layer {k} on{dead}"
         return _direct_status(direct_log, c["log10_measured"])
 
     return fig, update
@@ -335,7 +346,7 @@ def _direct_status(direct_log: np.ndarray, exact_log: np.ndarray) -> str:
         return ""
     k = int(np.max(np.nonzero(bad)[0]))
     if exact_log[k] < 0:
-        return (f"underflow: plain float32 backprop gives dE/dx_l = 0 (every entry, every input) for l <= {k}: "
+        return (f"underflow: plain float32 backprop gives dE/dh_l = 0 (every entry, every input) for l <= {k}: "
                 f"entries below 1.2e-38 are flushed to 0; log-space: 10^{exact_log[0]:.0f} at l = 0")
     return (f"overflow: plain float32 backprop gives inf for l <= {k} (above 3.4e38); "
             f"log-space: 10^{exact_log[0]:.0f} at l = 0")
@@ -357,12 +368,100 @@ def gradient_panel() -> LivePanel:
     return LivePanel(make_gradient_figure, gradient_controls(), freeze_legend=True)
 
 
-def gradient_scrubber(activation: str = "tanh", depth: int = 100):
-    """Kernel-free twin of :func:`gradient_panel`: ``sigma_w`` from 0.5 to 2.0 at fixed depth and activation."""
-    check_name("activation", activation, ACTIVATIONS)
-    return scrubber(make_gradient_figure, "sigma_w", list(GRADIENT_SCRUBBER_SIGMAS),
-                    fixed={"depth": depth, "activation": activation})
+def gradient_scrubber(activation: str = "tanh", depth: int = 100, alt: str | None = None, dpi: int = 100):
+    """Kernel-free twin of :func:`gradient_panel`: ``sigma_w`` from 0.5 to 2.0 at fixed depth and activation.
 
+    ``alt`` is the frames' alt text (by default a sentence on what is plotted and what it shows);
+    ``dpi`` 100 draws a frame about 600 pixels wide, so its labels stay readable in the book's column.
+    """
+    check_name("activation", activation, ACTIVATIONS)
+    depth = check_positive_int("depth", depth)
+    if alt is None:
+        alt = (f"Plot of log10 of the gradient norm ||dE/dh_l|| against layer l of a {activation} network "
+               f"of depth {depth} and width {WIDTH}, one frame per sigma_w from {GRADIENT_SCRUBBER_SIGMAS[0]} "
+               f"to {GRADIENT_SCRUBBER_SIGMAS[-1]}: the measured curve follows the mean-field line, "
+               + ("falling towards the input at every sigma_w (the sigmoid has no critical value here)."
+                  if activation == "sigmoid" else
+                  "falling towards the input below the critical sigma_w and growing above it."))
+    return scrubber(make_gradient_figure, "sigma_w", list(GRADIENT_SCRUBBER_SIGMAS),
+                    fixed={"depth": depth, "activation": activation}, alt=alt, dpi=dpi)
+
+
+
+# --------------------------------------------------------------------------- static figures
+
+
+def nonnormal_figure(norms, rho: float):
+    """``||A^k||_2`` (exact), ``rho(A)^k`` and the bound ``||A||_2^k`` against ``k = 0..K`` on a log axis.
+
+    ``norms`` are ``||A^k||_2`` for ``k = 0..K`` (``norms[1] = ||A||_2``), ``rho`` the spectral radius.
+    """
+    norms = np.asarray(norms, dtype=np.float64)
+    if norms.ndim != 1 or norms.size < 2:
+        raise ValueError(f"norms must hold ||A^k|| for k = 0..K, K >= 1; got shape {norms.shape}")
+    rho = check_positive("rho", rho)
+    ks = np.arange(norms.size)
+    fig, ax = new_figure(figsize=(6.4, 3.4), dpi=100, margins={"left": 0.12, "bottom": 0.15, "top": 0.9})
+    ax.semilogy(ks, norms, lw=2, label=r"$\|A^k\|_2$ (exact)")
+    ax.semilogy(ks, rho**ks, "--", label=rf"$\rho(A)^k = {rho:.1f}^k$")
+    ax.semilogy(ks, norms[1] ** ks, ":", label=r"$\|A\|_2^k$ (upper bound)")
+    ax.set_ylim(1e-3, 1e3)
+    ax.set_xlabel("power $k$")
+    ax.legend()
+    ax.set_title("A spectral radius below 1 does not stop transient growth")
+    return fig
+
+
+def lyapunov_figure(eigenvalues, log_stretch, exponents, directions=None):
+    """Left: eigenvalues of one factor and the unit circle. Right: ``log10`` stretch of chosen directions.
+
+    ``log_stretch`` is ``(K+1, n)``, the cumulative log stretches after ``k`` factors sorted in
+    decreasing order, ``exponents`` the ``n`` theoretical Lyapunov exponents (natural log), drawn as
+    ``k * lambda_i / ln 10``. ``directions`` are 0-based indices (default: first, middle, last).
+    """
+    c = np.asarray(log_stretch, dtype=np.float64)
+    lam = np.asarray(exponents, dtype=np.float64)
+    eig = np.asarray(eigenvalues)
+    if c.ndim != 2 or lam.shape != (c.shape[1],):
+        raise ValueError(f"log_stretch must be (K+1, n) and exponents (n,); got {c.shape}, {lam.shape}")
+    n = c.shape[1]
+    directions = (0, n // 2, n - 1) if directions is None else tuple(directions)
+    fig, (ax1, ax2) = new_figure(figsize=(7.0, 3.2), dpi=96, ncols=2,
+                                 margins={"left": 0.06, "right": 0.98, "bottom": 0.15, "top": 0.9, "wspace": 0.25})
+    t = np.linspace(0, 2 * np.pi, 200)
+    ax1.plot(np.cos(t), np.sin(t), "k-", lw=1)
+    ax1.plot(eig.real, eig.imag, ".", ms=4)
+    ax1.set_aspect("equal")
+    ax1.set_title(rf"eigenvalues of $W$: $\rho$ = {np.max(np.abs(eig)):.2f}")
+    ks = np.arange(c.shape[0])
+    for i, color in zip(directions, ("C0", "C2", "C3")):
+        ax2.plot(ks, c[:, i] / math.log(10), color=color, lw=2, label=f"direction {i + 1}")
+        ax2.plot(ks, ks * lam[i] / math.log(10), "k--", lw=1)
+    ax2.plot([], [], "k--", lw=1, label="theory $k\\lambda_i$")
+    ax2.set_xlabel("number of factors $k$")
+    ax2.set_ylabel(r"$\log_{10}$ stretch")
+    ax2.legend(fontsize=8)
+    return fig
+
+
+def chi_figure(sigmas, measured, theory):
+    """Per-layer factor against ``sigma_w`` on a log axis: theory lines and measured dots per activation.
+
+    ``measured`` and ``theory`` map an activation name to one value per entry of ``sigmas``.
+    """
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    if not measured or set(measured) != set(theory):
+        raise ValueError("measured and theory must name the same activations")
+    fig, ax = new_figure(figsize=(6.4, 3.6), dpi=100, margins={"left": 0.12, "bottom": 0.15, "top": 0.9})
+    for act, color in zip(measured, ("C7", "C2", "C0", "C3", "C1", "C4")):
+        ax.semilogy(sigmas, theory[act], "-", color=color, lw=1.5)
+        ax.semilogy(sigmas, measured[act], "o", color=color, label=act)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xlabel(r"$\sigma_w$")
+    ax.set_ylabel(r"per-layer factor $\chi_1$")
+    ax.set_title(r"lines: theory $\sigma_w^2\,\mathbb{E}[\phi'(a)^2]$ (vgplib.chi1); dots: measured")
+    ax.legend(fontsize=8, ncol=2)
+    return fig
 
 
 # --------------------------------------------------------------------------- exercises
@@ -388,7 +487,7 @@ def check_horizon(L) -> bool:
         return False
     ok = isinstance(L, (int, np.integer)) and not isinstance(L, bool) and int(L) == float32_horizon(0.25)
     return report_answer(ok, "0.25^L reaches 2^-126 at L = 63; below that JAX flushes to 0",
-                   "find the first L where 2^(-2L) is below float32's smallest normal 2^-126.")
+                         "find the first L where 2^(-2L) is below float32's smallest normal 2^-126.")
 
 
 def check_nilpotent(rho_A, rho_B, rho_AB) -> bool:
@@ -424,7 +523,7 @@ def check_relu(sigma_w, decades) -> bool:
     ok_sigma = sigma_w > 0 and abs(chi1("relu", sigma_w, q=1.0) - 1) < 2e-3
     ok_decades = abs(decades - 100 * math.log10(chi1("relu", 1.0, q=1.0))) < 0.05
     if not ok_sigma:
-        return report_answer(False, "", "use chi_1 = sigma_w^2 E[phi'(h)^2] with E[phi'(h)^2] = 1/2, and set chi_1 = 1.")
+        return report_answer(False, "", "use chi_1 = sigma_w^2 E[phi'(a)^2] with E[phi'(a)^2] = 1/2, and set chi_1 = 1.")
     if not ok_decades:
         return report_answer(False, "", "at sigma_w = 1, chi_1 = 1/2 per layer: the log10 of (1/2)^100.")
     return report_answer(True, "chi_1 = sigma_w^2 / 2 for ReLU", "")
