@@ -17,6 +17,7 @@ from vgplib.data import (
     delayed_recall,
     load_digits,
 )
+from vgplib.finite_width import TypicalGrowth, typical_growth
 from vgplib.gradients import (
     backprop_deltas,
     deltas_to_param_grads,
@@ -119,6 +120,7 @@ __all__ = [
     "Task",
     "Trace",
     "TrainHistory",
+    "TypicalGrowth",
     "accuracy",
     "adding_baseline_mse",
     "adding_problem",
@@ -174,6 +176,7 @@ __all__ = [
     "summarize",
     "train_mlp",
     "tree_norm",
+    "typical_growth",
     "unroll",
     "unstack_params",
 ]
