@@ -80,6 +80,18 @@ def test_adding_problem_reproducible_and_key_dependent():
         assert vgplib.adding_problem(KEY, 8, 4, dtype=jnp.float64).inputs.dtype == jnp.float64
 
 
+def test_adding_problem_under_jit_and_vmap_equals_eager():
+    # A training loop draws its batches inside jax.jit and vmaps over keys (chapter 4).
+    keys = jax.random.split(jax.random.key(3), 4)
+    batched = jax.jit(jax.vmap(lambda k: vgplib.adding_problem(k, 9, 32)))(keys)
+    assert batched.inputs.shape == (4, 32, 9, 2) and batched.targets.shape == (4, 32)
+    for i in range(4):
+        eager = vgplib.adding_problem(keys[i], 9, 32)
+        np.testing.assert_array_equal(batched.inputs[i], eager.inputs)
+        np.testing.assert_array_equal(batched.targets[i], eager.targets)
+    assert not np.array_equal(batched.inputs[0], batched.inputs[1])
+
+
 def test_adding_problem_bad_input():
     with pytest.raises(ValueError, match="seq_len"):
         vgplib.adding_problem(KEY, 1, 4)

@@ -515,3 +515,44 @@ def test_property_product_equals_jacrev_and_contributions_sum_to_grad(cell, n, d
         grad = jax.grad(lambda p: _half_sq(vgplib.unroll(p, xs, s0, cell=cell)[-1, :n]))(params)
         for key in grad:
             np.testing.assert_allclose(contrib[key].sum(axis=0), grad[key], rtol=1e-11, atol=1e-13)
+
+
+# --------------------------------------------------------------------------- the one-neuron fold curve
+
+
+def _count_fixed_points(w, b, n=200_001):
+    """Sign changes of sigmoid(w h + b) - h on a fine float64 grid of (0, 1) (independent of the closed form)."""
+    h = np.linspace(1e-9, 1 - 1e-9, n)
+    g = 1.0 / (1.0 + np.exp(-(w * h + b))) - h
+    return int(np.sum(np.sign(g[:-1]) != np.sign(g[1:])))
+
+
+@pytest.mark.parametrize("h", [0.05, 0.2113248654051871, 0.35, 0.65, 0.8, 0.95])
+def test_sigmoid_neuron_fold_is_a_fixed_point_with_factor_one(h):
+    w, b = vgplib.recurrent.sigmoid_neuron_fold(h)
+    s = 1.0 / (1.0 + math.exp(-(float(w) * h + float(b))))
+    assert abs(s - h) < 1e-12                      # h is a fixed point
+    assert abs(float(w) * s * (1 - s) - 1) < 1e-12  # with per-step factor w sigma' = 1
+    # Crossing the fold changes the number of fixed points from 1 to 3: the bistable side is
+    # below the branch h < 1/2 and above the branch h > 1/2.
+    inside, outside = (b - 0.02, b + 0.02) if h < 0.5 else (b + 0.02, b - 0.02)
+    assert _count_fixed_points(float(w), inside) == 3
+    assert _count_fixed_points(float(w), outside) == 1
+
+
+def test_sigmoid_neuron_fold_cusp_and_known_point():
+    w, b = vgplib.recurrent.sigmoid_neuron_fold(np.array([0.5, (1 - math.sqrt(1 / 3)) / 2]))
+    np.testing.assert_allclose(w, [4.0, 6.0], rtol=1e-12)
+    np.testing.assert_allclose(b, [-2.0, -2.5849070893559394], rtol=1e-12)
+    # b = -2 touches the bistable region only at the cusp: one fixed point for every w > 0.
+    assert all(_count_fixed_points(wi, -2.0) == 1 for wi in (1.0, 3.9, 4.1, 6.0, 12.0, 20.0))
+
+
+def test_sigmoid_neuron_fold_bad_input():
+    fold = vgplib.recurrent.sigmoid_neuron_fold
+    for bad in (0.0, 1.0, -0.1, [0.2, 1.5], np.array([])):
+        with pytest.raises(ValueError, match="h must lie"):
+            fold(bad)
+    for bad in ("0.5", None, True, {"h": 0.5}, np.array([1 + 1j])):
+        with pytest.raises(TypeError, match="h must"):
+            fold(bad)

@@ -60,17 +60,23 @@ def adding_problem(key: Any, seq_len: int, batch_size: int, dtype=jnp.float32) -
     two steps: one drawn uniformly from the first half ``t < T // 2`` and one from the second half
     ``t >= T // 2`` (0-based), 0 elsewhere. ``targets[b] = sum_t u_t m_t``. Needs ``seq_len >= 2``.
     Returns :class:`Task` with ``inputs`` ``(batch_size, seq_len, 2)`` and ``targets`` ``(batch_size,)``.
-    Predicting 1 gives MSE 1/6 (:func:`adding_baseline_mse`).
+    Predicting 1 gives MSE 1/6 (:func:`adding_baseline_mse`). Traceable: works under ``jax.jit``
+    (with ``seq_len``, ``batch_size`` static) and ``jax.vmap`` over keys, so a training loop can draw
+    its batches inside the compiled function.
     """
     key = _check_key(key)
     T = check_positive_int("seq_len", seq_len, minimum=2)
     B = check_positive_int("batch_size", batch_size)
     check_float_dtype(dtype)
-    k_u, k_1, k_2 = jax.random.split(key, 3)
     half = T // 2
-    u = jax.random.uniform(k_u, (B, T), dtype)
-    first = jax.random.randint(k_1, (B,), 0, half)
-    second = jax.random.randint(k_2, (B,), half, T)
+    # One draw of B x (T + 2) uniforms: the T values, then two that place the markers. A single
+    # random-bits call (instead of one per quantity and randint's two) keeps the function cheap to
+    # compile inside a jitted training loop; floor(r * n) is uniform on {0, .., n - 1} (clipped,
+    # since r * n can round up to n in float32).
+    r = jax.random.uniform(key, (B, T + 2), jnp.promote_types(dtype, jnp.float32))
+    u = r[:, :T].astype(dtype)
+    first = jnp.minimum(jnp.floor(r[:, T] * half), half - 1).astype(jnp.int32)
+    second = half + jnp.minimum(jnp.floor(r[:, T + 1] * (T - half)), T - half - 1).astype(jnp.int32)
     t = jnp.arange(T)
     marker = ((t == first[:, None]) | (t == second[:, None])).astype(dtype)
     targets = jnp.sum(u * marker, axis=1)

@@ -461,6 +461,44 @@ def bptt_contributions(
     return _contributions(params, xs, s0, g, cell, act, loss_fn)
 
 
+# --------------------------------------------------------------------------- one sigmoid neuron
+
+
+def sigmoid_neuron_fold(h) -> tuple[np.ndarray, np.ndarray]:
+    """The fold (saddle-node) curve of the one-neuron map ``h -> sigmoid(w h + b)``, in closed form.
+
+    A fixed point ``h* = sigmoid(w h* + b)`` has the per-step factor ``d h_t / d h_{t-1} =
+    w sigmoid'(a) = w h*(1 - h*)``; the factor is exactly 1 where two fixed points meet and vanish
+    (a fold). Taking the fixed point ``h`` in ``(0, 1)`` as the parameter, the two conditions give
+
+        w = 1 / (h (1 - h)),        b = logit(h) - w h = log(h / (1 - h)) - 1 / (1 - h).
+
+    The curve has two branches that meet at the cusp ``h = 1/2``: ``(w, b) = (4, -2)``. For each
+    ``w > 4`` the map has three fixed points (two stable, one unstable) for ``b`` strictly between
+    the branch ``h > 1/2`` (lower ``b``) and the branch ``h < 1/2`` (upper ``b``), and one outside;
+    for ``w <= 4`` it always has exactly one. The lines ``b = const`` through the cusp (for example
+    ``b = -2``) touch the bistable region only at the cusp. The same map, written for the
+    pre-activation ``x -> w sigmoid(x) + b``, is the one-unit recurrence of Pascanu et al. (2013).
+
+    ``h``: a number or array of numbers strictly between 0 and 1. Returns ``(w, b)`` as float64
+    NumPy arrays of the shape of ``h`` (computed with ``log`` and ``log1p``, so accurate near 0 and 1).
+    """
+    if isinstance(h, (str, bytes, Mapping, bool)) or h is None:
+        raise TypeError(f"h must be a number or an array of numbers in (0, 1); got {type(h).__name__}")
+    try:
+        arr = np.asarray(h)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"h must be a number or an array of numbers in (0, 1); got {type(h).__name__}") from err
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"h must hold real numbers; got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.size == 0 or not np.all((arr > 0) & (arr < 1)):
+        raise ValueError("h must lie strictly between 0 and 1 (a fixed point of the sigmoid map)")
+    w = 1.0 / (arr * (1.0 - arr))
+    b = np.log(arr) - np.log1p(-arr) - 1.0 / (1.0 - arr)
+    return w, b
+
+
 # --------------------------------------------------------------------------- initializers
 
 
