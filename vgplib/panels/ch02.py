@@ -199,8 +199,8 @@ def _gradient_kernel(Z, x0, gL, sigma_w, depth, act_index):
     ``log_norm`` (B, L+1) natural log of ``||g_l||`` by a renormalized sweep, ``direct`` (B, L+1)
     ``||g_l||`` of the plain float32 sweep (norm taken by :func:`_scaled_norm`, so it is 0 only where
     the float32 vector itself is all zeros), ``log_chi`` (L+1,) with ``log_chi[l] = log chi_l``
-    (mean field, ``l >= 1``), ``forward_finite`` (L+1,) whether every ``h_k``, ``k <= l``, is finite and
-    ``forward_nonzero`` (L+1,) whether every ``x_k``, ``k <= l``, has a nonzero entry (float32 underflow
+    (mean field, ``l >= 1``), ``forward_finite`` (L+1,) whether every ``a_k``, ``k <= l``, is finite and
+    ``forward_nonzero`` (L+1,) whether every ``h_k``, ``k <= l``, has a nonzero entry (float32 underflow
     of the forward signal makes it exactly 0). The mean-field variance is floored at 1e-30 (its limit
     from above, as :func:`vgplib.chi1` does) so that the theory stays finite where float32 would not.
     """
@@ -216,13 +216,13 @@ def _gradient_kernel(Z, x0, gL, sigma_w, depth, act_index):
         x_next = phi(h)
         return x_next, (dphi(h), jnp.all(jnp.isfinite(h)), jnp.any(x_next != 0))
 
-    _, (D, finite, nonzero) = jax.lax.scan(forward, x0, W)  # D: (L, B, n) = phi'(h_l)
+    _, (D, finite, nonzero) = jax.lax.scan(forward, x0, W)  # D: (L, B, n) = phi'(a_l)
     active = jnp.arange(1, L + 1) <= depth
 
     def backward(carry, inputs):
         u, s, v = carry  # unit direction, log-norm, direct vector
         W_l, D_l, on = inputs
-        a = jnp.matmul(D_l * u, W_l, precision=hp)  # J_l^T u = W_l^T diag(phi'(h_l)) u
+        a = jnp.matmul(D_l * u, W_l, precision=hp)  # J_l^T u = W_l^T diag(phi'(a_l)) u
         r = jnp.linalg.norm(a, axis=-1, keepdims=True)
         safe = jnp.where(r > 0, r, 1.0)
         u_new = jnp.where(on, jnp.where(r > 0, a / safe, 0.0), u)
