@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from vgplib.landscapes import (
     CLIFF_T,
     CLIFF_TARGET,
-    CLIFF_X0,
+    CLIFF_A0,
     cliff_descent,
     cliff_grad,
     cliff_grid,
@@ -34,9 +34,9 @@ def sig(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def numpy_tangents(w: float, b: float, x0: float, T: int):
-    """x_T, dx_T/dw, dx_T/db by forward-mode recursion in NumPy float64 (no JAX involved)."""
-    x, dw, db = x0, 0.0, 0.0
+def numpy_tangents(w: float, b: float, a0: float, T: int):
+    """a_T, da_T/dw, da_T/db by forward-mode recursion in NumPy float64 (no JAX involved)."""
+    x, dw, db = a0, 0.0, 0.0
     for _ in range(T):
         s = sig(x)
         ds = s * (1 - s)
@@ -44,8 +44,8 @@ def numpy_tangents(w: float, b: float, x0: float, T: int):
     return x, dw, db
 
 
-def numpy_loss_grad(w, b, x0, T, target):
-    x, dw, db = numpy_tangents(w, b, x0, T)
+def numpy_loss_grad(w, b, a0, T, target):
+    x, dw, db = numpy_tangents(w, b, a0, T)
     s = sig(x)
     outer = 2 * (s - target) * s * (1 - s)
     return (s - target) ** 2, np.array([outer * dw, outer * db])
@@ -58,12 +58,12 @@ f64 = jnp.float64
 
 
 def test_defaults_are_the_papers():
-    assert (CLIFF_X0, CLIFF_T, CLIFF_TARGET) == (0.5, 50, 0.7)
+    assert (CLIFF_A0, CLIFF_T, CLIFF_TARGET) == (0.5, 50, 0.7)
 
 
 def test_orbit_matches_a_python_loop_float64():
     with jax.enable_x64(True):
-        orbit = np.asarray(cliff_map(f64(5.0), f64(-2.5), x0=0.5, T=20, return_orbit=True))
+        orbit = np.asarray(cliff_map(f64(5.0), f64(-2.5), a0=0.5, T=20, return_orbit=True))
         assert orbit.dtype == np.float64 and orbit.shape == (21,)
         x, expected = 0.5, [0.5]
         for _ in range(20):
@@ -94,17 +94,17 @@ def test_float32_by_default():
 @pytest.mark.parametrize("w, b", [(5.0, -2.5), (-3.0, 1.2), (0.7, 0.1)])
 def test_gradient_closed_form_T1_and_T2(w, b):
     """T = 1: x_1 = w s0 + b. T = 2: dx_2/dw = s(x_1) + w s'(x_1) s0, dx_2/db = 1 + w s'(x_1)."""
-    x0, t = 0.3, 0.7
-    s0 = sig(x0)
+    a0, t = 0.3, 0.7
+    s0 = sig(a0)
     x1 = w * s0 + b
     outer1 = 2 * (sig(x1) - t) * sig(x1) * (1 - sig(x1))
     x2 = w * sig(x1) + b
     ds1 = sig(x1) * (1 - sig(x1))
     outer2 = 2 * (sig(x2) - t) * sig(x2) * (1 - sig(x2))
     with jax.enable_x64(True):
-        g1 = np.asarray(cliff_grad(f64(w), f64(b), x0=x0, T=1, target=t))
-        g2 = np.asarray(cliff_grad(f64(w), f64(b), x0=x0, T=2, target=t))
-        l2 = float(cliff_loss(f64(w), f64(b), x0=x0, T=2, target=t))
+        g1 = np.asarray(cliff_grad(f64(w), f64(b), a0=a0, T=1, target=t))
+        g2 = np.asarray(cliff_grad(f64(w), f64(b), a0=a0, T=2, target=t))
+        l2 = float(cliff_loss(f64(w), f64(b), a0=a0, T=2, target=t))
     np.testing.assert_allclose(g1, [outer1 * s0, outer1], rtol=1e-12)
     np.testing.assert_allclose(g2, [outer2 * (sig(x1) + w * ds1 * s0), outer2 * (1 + w * ds1)], rtol=1e-12)
     assert l2 == pytest.approx((sig(x2) - t) ** 2, rel=1e-12)
@@ -112,20 +112,20 @@ def test_gradient_closed_form_T1_and_T2(w, b):
 
 @pytest.mark.parametrize("w, b, T", [(1.1, 0.0, 50), (0.9, 0.3, 30), (-1.05, -0.2, 25)])
 def test_linear_map_closed_form_any_T(w, b, T):
-    """phi = identity: x_T = w^T x0 + b sum_{k<T} w^k; dx_T/dw = T w^(T-1) x0 + b sum_k k w^(k-1).
+    """phi = identity: a_T = w^T a0 + b sum_{k<T} w^k; da_T/dw = T w^(T-1) a0 + b sum_k k w^(k-1).
 
-    With b = 0 this is Pascanu et al.'s dx_t/dw = t x0 w^(t-1): the first derivative explodes with t.
+    With b = 0 this is Pascanu et al.'s da_t/dw = t a0 w^(t-1): the first derivative explodes with t.
     """
-    x0, t = 0.5, 0.7
+    a0, t = 0.5, 0.7
     k = np.arange(T)
-    x_T = w**T * x0 + b * np.sum(w**k)
-    dw = T * w ** (T - 1) * x0 + b * np.sum(k[1:] * w ** (k[1:] - 1))
+    a_T = w**T * a0 + b * np.sum(w**k)
+    dw = T * w ** (T - 1) * a0 + b * np.sum(k[1:] * w ** (k[1:] - 1))
     db = np.sum(w**k)
-    outer = 2 * (sig(x_T) - t) * sig(x_T) * (1 - sig(x_T))
+    outer = 2 * (sig(a_T) - t) * sig(a_T) * (1 - sig(a_T))
     with jax.enable_x64(True):
-        got_x = float(cliff_map(f64(w), f64(b), x0=x0, T=T, activation="linear"))
-        got_g = np.asarray(cliff_grad(f64(w), f64(b), x0=x0, T=T, target=t, activation="linear"))
-    assert got_x == pytest.approx(x_T, rel=1e-12)
+        got_x = float(cliff_map(f64(w), f64(b), a0=a0, T=T, activation="linear"))
+        got_g = np.asarray(cliff_grad(f64(w), f64(b), a0=a0, T=T, target=t, activation="linear"))
+    assert got_x == pytest.approx(a_T, rel=1e-12)
     np.testing.assert_allclose(got_g, [outer * dw, outer * db], rtol=1e-10)
 
 
@@ -133,14 +133,14 @@ def test_linear_map_closed_form_any_T(w, b, T):
 @given(
     w=st.floats(-8, 8, allow_nan=False),
     b=st.floats(-5, 5, allow_nan=False),
-    x0=st.floats(-2, 2, allow_nan=False),
+    a0=st.floats(-2, 2, allow_nan=False),
     T=st.integers(1, 60),
 )
-def test_gradient_matches_numpy_forward_mode(w, b, x0, T):
+def test_gradient_matches_numpy_forward_mode(w, b, a0, T):
     with jax.enable_x64(True):
-        loss = float(cliff_loss(f64(w), f64(b), x0=x0, T=T))
-        grad = np.asarray(cliff_grad(f64(w), f64(b), x0=x0, T=T))
-    ref_loss, ref_grad = numpy_loss_grad(w, b, x0, T, CLIFF_TARGET)
+        loss = float(cliff_loss(f64(w), f64(b), a0=a0, T=T))
+        grad = np.asarray(cliff_grad(f64(w), f64(b), a0=a0, T=T))
+    ref_loss, ref_grad = numpy_loss_grad(w, b, a0, T, CLIFF_TARGET)
     assert loss == pytest.approx(ref_loss, rel=1e-9, abs=1e-300)
     scale = np.abs(ref_grad).max()
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-8, atol=1e-10 * scale)
@@ -186,7 +186,7 @@ def test_wall_is_where_x0_is_an_unstable_fixed_point_and_the_loss_jumps(w):
         bw = float(cliff_wall(f64(w)))
         assert bw == pytest.approx(0.5 - w * sig(0.5), rel=1e-14)
         orbit = np.asarray(cliff_map(f64(w), f64(bw), T=5, return_orbit=True))
-        np.testing.assert_allclose(orbit, 0.5, atol=1e-12)  # x0 is a fixed point there
+        np.testing.assert_allclose(orbit, 0.5, atol=1e-12)  # a0 is a fixed point there
         eps = 1e-3
         high = float(cliff_map(f64(w), f64(bw + eps)))
         low = float(cliff_map(f64(w), f64(bw - eps)))
@@ -253,7 +253,7 @@ def test_unclipped_step_on_the_wall_is_thrown_far_and_clipping_bounds_every_step
         (lambda: cliff_map(np.ones(3), np.ones(2)), ValueError, "broadcast"),
         (lambda: cliff_map(1.0, 0.0, T=0), ValueError, "T"),
         (lambda: cliff_map(1.0, 0.0, T=2.5), TypeError, "T"),
-        (lambda: cliff_map(1.0, 0.0, x0=math.inf), ValueError, "x0"),
+        (lambda: cliff_map(1.0, 0.0, a0=math.inf), ValueError, "a0"),
         (lambda: cliff_map(1.0, 0.0, activation="softsign"), ValueError, "activation"),
         (lambda: cliff_map(1.0, 0.0, return_orbit="yes"), TypeError, "return_orbit"),
         (lambda: cliff_loss(1.0, 0.0, target=math.nan), ValueError, "target"),
@@ -264,7 +264,7 @@ def test_unclipped_step_on_the_wall_is_thrown_far_and_clipping_bounds_every_step
         (lambda: cliff_descent(5.0, -2.0, lr=0.1, steps=0), ValueError, "steps"),
         (lambda: cliff_descent(5.0, -2.0, lr=0.1, steps=3, clip_norm=-1.0), ValueError, "clip_norm"),
         (lambda: cliff_descent(math.nan, -2.0, lr=0.1, steps=3), ValueError, "w0"),
-        (lambda: cliff_wall(5.0, x0=math.nan), ValueError, "x0"),
+        (lambda: cliff_wall(5.0, a0=math.nan), ValueError, "a0"),
     ],
 )
 def test_bad_input_raises_naming_the_argument(call, error, match):

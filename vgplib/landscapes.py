@@ -1,26 +1,31 @@
 """The loss cliff of a one-unit recurrent network (Pascanu, Mikolov & Bengio 2013).
 
 The smallest recurrent network has one unit, no input, and two parameters, a recurrent weight
-``w`` and a bias ``b`` (Pascanu et al. 2013, section 2.3, eq. 8; Doya 1993):
+``w`` and a bias ``b``; Pascanu et al. (2013) use it to explain why exploding gradients come with
+cliffs in the loss surface (Doya 1993 studied its bifurcations). In the book's notation
+(pre-activation ``a_t``, hidden state ``h_t``):
 
-    x_t = w * phi(x_{t-1}) + b,   t = 1..T,        phi = sigmoid,
+    a_t = w h_{t-1} + b,   h_t = phi(a_t),   t = 1..T,        phi = sigmoid,
 
-started at ``x_0``; the loss reads the state after ``T`` steps against a target,
+started at the pre-activation ``a_0`` (so ``h_0 = phi(a_0)``). Eliminating ``h`` gives the scalar
+map of the paper, ``a_t = w phi(a_{t-1}) + b`` (the paper writes ``x_t`` for our ``a_t``). The
+loss reads the state after ``T`` steps against a target,
 
-    E(w, b) = (sigmoid(x_T) - target)^2,
+    E(w, b) = (h_T - target)^2 = (sigmoid(a_T) - target)^2,
 
-with ``x_0 = 0.5``, ``T = 50`` and ``target = 0.7`` as in the paper's figure 6. For ``w > 4`` the map
-``x -> w sigmoid(x) + b`` can have two stable fixed points; which one the orbit from ``x_0`` reaches
-changes abruptly where ``x_0`` itself is the unstable fixed point in between,
+with ``a_0 = 0.5``, ``T = 50`` and ``target = 0.7`` by default (our choice of settings). The
+per-step Jacobian is ``J_t = dh_t/dh_{t-1} = phi'(a_t) w``. For ``w > 4`` the map
+``a -> w sigmoid(a) + b`` can have two stable fixed points; which one the orbit from ``a_0``
+reaches changes abruptly where ``a_0`` itself is the unstable fixed point in between,
 
-    b_wall(w) = x_0 - w sigmoid(x_0)      (valid where w sigmoid'(x_0) > 1),
+    b_wall(w) = a_0 - w sigmoid(a_0)      (valid where w sigmoid'(a_0) > 1),
 
 and there the loss jumps: a valley with a single steep wall. The gradient is exact (``jax.grad``
-through the ``T`` steps of ``lax.scan``); near the wall it is the product of ``T`` per-step slopes
-``w sigmoid'(x_t)`` above 1, so it is huge on a band that gets thinner as it gets higher.
+through the ``T`` steps of ``lax.scan``); near the wall it is a sum of products of per-step slopes
+``w sigmoid'(a_t)`` above 1, so it is huge on a band that gets thinner as it gets higher.
 
-Functions: :func:`cliff_map` (the orbit), :func:`cliff_loss`, :func:`cliff_grad` (exact gradient),
-:func:`cliff_grid` (loss and gradient over a ``(w, b)`` grid, one jitted ``vmap``),
+Functions: :func:`cliff_map` (the orbit of ``a_t``), :func:`cliff_loss`, :func:`cliff_grad` (exact
+gradient), :func:`cliff_grid` (loss and gradient over a ``(w, b)`` grid, one jitted ``vmap``),
 :func:`cliff_wall` (the closed-form wall) and :func:`cliff_descent` (gradient descent on the
 surface, with optional norm clipping, as chapter 11 uses it). Computations run in the dtype of the
 inputs: float32 by default, float64 when called with float64 arrays under ``jax.enable_x64``.
@@ -41,8 +46,8 @@ from vgplib.activations import ACTIVATION_NAMES, Activation, get_activation
 
 Array = jax.Array
 
-#: Pascanu, Mikolov & Bengio (2013), figure 6: start state, number of steps, target of sigmoid(x_T).
-CLIFF_X0 = 0.5
+#: Default start pre-activation a_0, number of steps T and target of h_T = sigmoid(a_T) (our choice).
+CLIFF_A0 = 0.5
 CLIFF_T = 50
 CLIFF_TARGET = 0.7
 
@@ -123,8 +128,8 @@ def _params(w: Any, b: Any, names: tuple[str, str] = ("w", "b"), broadcast: bool
     return w_arr.astype(dtype), b_arr.astype(dtype)
 
 
-def _common(x0: Any, T: Any, activation: Any, target: Any = None) -> tuple[float, int, Activation]:
-    x0 = float(_scalar("x0", x0))
+def _common(a0: Any, T: Any, activation: Any, target: Any = None) -> tuple[float, int, Activation]:
+    a0 = float(_scalar("a0", a0))
     T = check_positive_int("T", T)
     if isinstance(activation, Activation):
         act = activation
@@ -133,103 +138,103 @@ def _common(x0: Any, T: Any, activation: Any, target: Any = None) -> tuple[float
         act = get_activation(activation)
     if target is not None:
         _scalar("target", target)
-    return x0, T, act
+    return a0, T, act
 
 
 # --------------------------------------------------------------------------- the map and the loss
 
 
-def _orbit(w: Array, b: Array, x0: float, T: int, act: Activation) -> Array:
-    """``(T + 1,) + shape``: ``x_0, x_1, ..., x_T`` of ``x_t = w phi(x_{t-1}) + b`` (elementwise)."""
+def _orbit(w: Array, b: Array, a0: float, T: int, act: Activation) -> Array:
+    """``(T + 1,) + shape``: ``a_0, a_1, ..., a_T`` of ``a_t = w phi(a_{t-1}) + b`` (elementwise)."""
     shape = jnp.broadcast_shapes(w.shape, b.shape)
-    start = jnp.full(shape, x0, dtype=w.dtype)
+    start = jnp.full(shape, a0, dtype=w.dtype)
 
-    def step(x, _):
-        x_next = w * act.fn(x) + b
-        return x_next, x_next
+    def step(a, _):
+        a_next = w * act.fn(a) + b  # a_t = w h_{t-1} + b with h_{t-1} = phi(a_{t-1})
+        return a_next, a_next
 
     _, xs = jax.lax.scan(step, start, None, length=T)
     return jnp.concatenate([start[None], xs], axis=0)
 
 
 @partial(jax.jit, static_argnames=("T", "act"))
-def _orbit_jit(w: Array, b: Array, x0: float, T: int, act: Activation) -> Array:
-    return _orbit(w, b, x0, T, act)
+def _orbit_jit(w: Array, b: Array, a0: float, T: int, act: Activation) -> Array:
+    return _orbit(w, b, a0, T, act)
 
 
-def _loss(w: Array, b: Array, x0: float, T: int, target: float, act: Activation) -> Array:
-    x_T = _orbit(w, b, x0, T, act)[-1]
-    return (jax.nn.sigmoid(x_T) - target) ** 2
+def _loss(w: Array, b: Array, a0: float, T: int, target: float, act: Activation) -> Array:
+    a_T = _orbit(w, b, a0, T, act)[-1]
+    return (jax.nn.sigmoid(a_T) - target) ** 2
 
 
-def cliff_map(w, b, x0: float = CLIFF_X0, T: int = CLIFF_T, activation: str | Activation = "sigmoid",
+def cliff_map(w, b, a0: float = CLIFF_A0, T: int = CLIFF_T, activation: str | Activation = "sigmoid",
               return_orbit: bool = False) -> Array:
-    """``x_T`` of the one-unit recurrence ``x_t = w phi(x_{t-1}) + b`` from ``x_0`` (Pascanu et al. 2013, eq. 8).
+    """``a_T`` of the one-unit recurrence ``a_t = w phi(a_{t-1}) + b`` from ``a_0`` (Pascanu et al. 2013).
 
     ``w`` and ``b`` are scalars or arrays of broadcastable shapes (the map is applied elementwise).
-    With ``return_orbit=True`` the whole orbit ``x_0 .. x_T`` is returned, shape ``(T + 1,) + shape``.
+    With ``return_orbit=True`` the whole orbit ``a_0 .. a_T`` is returned, shape ``(T + 1,) + shape``.
     ``phi`` is the sigmoid of the paper by default; any name of :data:`vgplib.ACTIVATION_NAMES` works
-    (``"linear"`` gives the closed form ``x_T = w^T x_0 + b (1 + w + ... + w^(T-1))``).
+    (``"linear"`` gives the closed form ``a_T = w^T a_0 + b (1 + w + ... + w^(T-1))``).
     """
     w, b = _params(w, b)
-    x0, T, act = _common(x0, T, activation)
+    a0, T, act = _common(a0, T, activation)
     if not isinstance(return_orbit, bool):
         raise TypeError(f"return_orbit must be a bool; got {type(return_orbit).__name__}")
-    orbit = _orbit_jit(w, b, x0, T, act)
+    orbit = _orbit_jit(w, b, a0, T, act)
     return orbit if return_orbit else orbit[-1]
 
 
 @partial(jax.jit, static_argnames=("T", "act"))
-def _loss_jit(w, b, x0, T, target, act):
-    return _loss(w, b, x0, T, target, act)
+def _loss_jit(w, b, a0, T, target, act):
+    return _loss(w, b, a0, T, target, act)
 
 
-def cliff_loss(w, b, x0: float = CLIFF_X0, T: int = CLIFF_T, target: float = CLIFF_TARGET,
+def cliff_loss(w, b, a0: float = CLIFF_A0, T: int = CLIFF_T, target: float = CLIFF_TARGET,
                activation: str | Activation = "sigmoid") -> Array:
-    """``E(w, b) = (sigmoid(x_T) - target)^2`` of the one-unit recurrence (Pascanu et al. 2013, fig. 6).
+    """``E(w, b) = (sigmoid(a_T) - target)^2`` of the one-unit recurrence, ``h_T = sigmoid(a_T)``.
 
-    Elementwise over broadcastable ``w`` and ``b``. The defaults are the paper's: ``x_0 = 0.5``,
+    Elementwise over broadcastable ``w`` and ``b``. The defaults (:data:`CLIFF_A0` etc.): ``a_0 = 0.5``,
     ``T = 50``, ``target = 0.7``, ``phi = sigmoid``.
     """
     w, b = _params(w, b)
-    x0, T, act = _common(x0, T, activation, target)
-    return _loss_jit(w, b, x0, T, float(target), act)
+    a0, T, act = _common(a0, T, activation, target)
+    return _loss_jit(w, b, a0, T, float(target), act)
 
 
 _value_and_grad = jax.value_and_grad(_loss, argnums=(0, 1))
 
 
 @partial(jax.jit, static_argnames=("T", "act"))
-def _grad_jit(w, b, x0, T, target, act):
-    loss, (gw, gb) = _value_and_grad(w, b, x0, T, target, act)
+def _grad_jit(w, b, a0, T, target, act):
+    loss, (gw, gb) = _value_and_grad(w, b, a0, T, target, act)
     return loss, jnp.stack([gw, gb])
 
 
-def cliff_grad(w, b, x0: float = CLIFF_X0, T: int = CLIFF_T, target: float = CLIFF_TARGET,
+def cliff_grad(w, b, a0: float = CLIFF_A0, T: int = CLIFF_T, target: float = CLIFF_TARGET,
                activation: str | Activation = "sigmoid") -> Array:
     """The exact gradient ``(dE/dw, dE/db)`` of :func:`cliff_loss` at a scalar ``(w, b)``: shape ``(2,)``.
 
     Reverse-mode autodiff (``jax.grad``) through the ``T`` steps: by the chain rule
-    ``dE/dtheta = 2 (sigmoid(x_T) - target) sigmoid'(x_T) dx_T/dtheta`` with
-    ``dx_t/dtheta = w phi'(x_{t-1}) dx_{t-1}/dtheta + (phi(x_{t-1}), 1)``: a sum of products of the
-    per-step slopes ``w phi'(x_s)``, which explodes where those slopes stay above 1.
+    ``dE/dtheta = 2 (sigmoid(a_T) - target) sigmoid'(a_T) da_T/dtheta`` with
+    ``da_t/dtheta = w phi'(a_{t-1}) da_{t-1}/dtheta + (phi(a_{t-1}), 1)``: a sum of products of the
+    per-step slopes ``w phi'(a_s)``, which explodes where those slopes stay above 1.
     """
     w = _scalar("w", w)
     b = _scalar("b", b)
     w, b = _params(w, b)
-    x0, T, act = _common(x0, T, activation, target)
-    return _grad_jit(w, b, x0, T, float(target), act)[1]
+    a0, T, act = _common(a0, T, activation, target)
+    return _grad_jit(w, b, a0, T, float(target), act)[1]
 
 
 @partial(jax.jit, static_argnames=("T", "act"))
-def _grid_jit(ws, bs, x0, T, target, act):
-    row = jax.vmap(lambda w, b: _value_and_grad(w, b, x0, T, target, act), in_axes=(0, None))
+def _grid_jit(ws, bs, a0, T, target, act):
+    row = jax.vmap(lambda w, b: _value_and_grad(w, b, a0, T, target, act), in_axes=(0, None))
     loss, (gw, gb) = jax.vmap(row, in_axes=(None, 0))(ws, bs)
     W, B = jnp.meshgrid(ws, bs)
     return W, B, loss, gw, gb
 
 
-def cliff_grid(ws, bs, x0: float = CLIFF_X0, T: int = CLIFF_T, target: float = CLIFF_TARGET,
+def cliff_grid(ws, bs, a0: float = CLIFF_A0, T: int = CLIFF_T, target: float = CLIFF_TARGET,
                activation: str | Activation = "sigmoid") -> CliffGrid:
     """Loss and exact gradient over the grid ``ws x bs`` in one jitted, doubly ``vmap``-ed call.
 
@@ -242,32 +247,32 @@ def cliff_grid(ws, bs, x0: float = CLIFF_X0, T: int = CLIFF_T, target: float = C
     for arg, arr in (("ws", w_arr), ("bs", b_arr)):
         if arr.ndim != 1 or arr.shape[0] == 0:
             raise ValueError(f"{arg} must be a non-empty 1-D array; got shape {arr.shape}")
-    x0, T, act = _common(x0, T, activation, target)
-    return CliffGrid(*_grid_jit(w_arr, b_arr, x0, T, float(target), act))
+    a0, T, act = _common(a0, T, activation, target)
+    return CliffGrid(*_grid_jit(w_arr, b_arr, a0, T, float(target), act))
 
 
-def cliff_wall(w, x0: float = CLIFF_X0) -> Array:
-    """The bias ``b_wall(w) = x_0 - w sigmoid(x_0)`` at which ``x_0`` is a fixed point of the sigmoid map.
+def cliff_wall(w, a0: float = CLIFF_A0) -> Array:
+    """The bias ``b_wall(w) = a_0 - w sigmoid(a_0)`` at which ``a_0`` is a fixed point of the sigmoid map.
 
-    Where ``w sigmoid'(x_0) > 1`` that fixed point is unstable: orbits from ``x_0`` with ``b`` just
+    Where ``w sigmoid'(a_0) > 1`` that fixed point is unstable: orbits from ``a_0`` with ``b`` just
     above ``b_wall`` climb to the upper stable state and those with ``b`` just below fall to the
     lower one, so ``E`` jumps across this line (the cliff). Raises ``ValueError`` where
-    ``w sigmoid'(x_0) <= 1`` (there ``x_0`` is a stable fixed point and no wall passes through it).
+    ``w sigmoid'(a_0) <= 1`` (there ``a_0`` is a stable fixed point and no wall passes through it).
     """
-    x0 = float(_scalar("x0", x0))
+    a0 = float(_scalar("a0", a0))
     w_arr, _ = _params(w, 0.0)
-    s = 1.0 / (1.0 + math.exp(-x0))
+    s = 1.0 / (1.0 + math.exp(-a0))
     slope = s * (1.0 - s)
     if not isinstance(w_arr, jax.core.Tracer) and bool(jnp.any(w_arr * slope <= 1.0)):
-        raise ValueError(f"w must satisfy w * sigmoid'(x0) > 1, i.e. w > {1.0 / slope:.4g} for x0 = {x0}; "
+        raise ValueError(f"w must satisfy w * sigmoid'(a0) > 1, i.e. w > {1.0 / slope:.4g} for a0 = {a0}; "
                          f"got w down to {float(jnp.min(w_arr)):.4g}")
-    return x0 - w_arr * s
+    return a0 - w_arr * s
 
 
 @partial(jax.jit, static_argnames=("T", "act", "steps", "clip"))
-def _descent_jit(p0, lr, max_norm, x0, T, target, act, steps, clip):
+def _descent_jit(p0, lr, max_norm, a0, T, target, act, steps, clip):
     def step(p, _):
-        loss, (gw, gb) = _value_and_grad(p[0], p[1], x0, T, target, act)
+        loss, (gw, gb) = _value_and_grad(p[0], p[1], a0, T, target, act)
         g = jnp.stack([gw, gb])
         norm = jnp.linalg.norm(g)
         if clip:
@@ -275,12 +280,12 @@ def _descent_jit(p0, lr, max_norm, x0, T, target, act, steps, clip):
         return p - lr * g, (p, loss, norm)
 
     p_last, (ps, losses, norms) = jax.lax.scan(step, p0, None, length=steps)
-    loss_last, (gw, gb) = _value_and_grad(p_last[0], p_last[1], x0, T, target, act)
+    loss_last, (gw, gb) = _value_and_grad(p_last[0], p_last[1], a0, T, target, act)
     return (jnp.concatenate([ps, p_last[None]]), jnp.concatenate([losses, loss_last[None]]),
             jnp.concatenate([norms, jnp.hypot(gw, gb)[None]]))
 
 
-def cliff_descent(w0, b0, lr: float, steps: int, x0: float = CLIFF_X0, T: int = CLIFF_T,
+def cliff_descent(w0, b0, lr: float, steps: int, a0: float = CLIFF_A0, T: int = CLIFF_T,
                   target: float = CLIFF_TARGET, clip_norm: float | None = None,
                   activation: str | Activation = "sigmoid") -> CliffPath:
     """Gradient descent ``theta_{k+1} = theta_k - lr g_k`` on :func:`cliff_loss` from ``(w0, b0)``.
@@ -296,11 +301,11 @@ def cliff_descent(w0, b0, lr: float, steps: int, x0: float = CLIFF_X0, T: int = 
     w0, b0 = _params(w0, b0, names=("w0", "b0"))
     lr = check_positive("lr", lr)
     steps = check_positive_int("steps", steps)
-    x0, T, act = _common(x0, T, activation, target)
+    a0, T, act = _common(a0, T, activation, target)
     clip = clip_norm is not None
     max_norm = check_positive("clip_norm", clip_norm) if clip else 1.0
     p0 = jnp.stack([w0, b0])
     dtype = p0.dtype
-    out = _descent_jit(p0, jnp.asarray(lr, dtype), jnp.asarray(max_norm, dtype), x0, T, float(target), act,
+    out = _descent_jit(p0, jnp.asarray(lr, dtype), jnp.asarray(max_norm, dtype), a0, T, float(target), act,
                        steps, clip)
     return CliffPath(*out)
