@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vgplib.landscapes import (
+    CLIFF_A0,
     CLIFF_T,
     CLIFF_TARGET,
-    CLIFF_A0,
     cliff_descent,
     cliff_grad,
     cliff_grid,
