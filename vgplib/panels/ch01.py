@@ -185,13 +185,13 @@ def make_depth_figure() -> tuple[Figure, object]:
     ax.set_xlabel("layer $l$ (0 = input)")
     ax.set_ylabel(r"$\|\partial E/\partial h_l\|$")
     ax.axhline(FLOAT32_TINY, color="0.5", lw=0.8, ls=":")
-    ax.text(0.2, FLOAT32_TINY * 3, "float32 smallest normal", fontsize=7, color="0.4", va="bottom")
+    ax.text(0.2, FLOAT32_TINY * 3, "float32 smallest normal", fontsize=8, color="0.4", va="bottom")
     ax.axhline(1.0, color="0.7", lw=0.6)
     ax.grid(True, which="major", axis="y", alpha=0.3)
     lines = {}
     for name in PANEL_ACTIVATIONS:
         (lines[name],) = ax.plot([], [], color=_COLORS[name], label=f"{name} ({PANEL_INITS[name]} init)")
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
     note = ax.set_title(" ", fontsize=9)
     # Warm-up: the one compilation happens here, not on the first slider move.
     _panel_kernel(J_all, u, np.int32(1)).block_until_ready()
@@ -292,7 +292,7 @@ def backprop_diagram(factor: float = 0.5, depth: int = 4) -> Figure:
 
     factor = check_positive("factor", factor)
     depth = check_positive_int("depth", depth)
-    fig, ax = new_figure(figsize=(7.0, 2.8), dpi=90)
+    fig, ax = new_figure(figsize=(7.0, 2.8), dpi=96)
     ax.set_xlim(-0.6, depth + 1.9)
     ax.set_ylim(-1.25, 1.3)
     ax.axis("off")
@@ -329,7 +329,7 @@ def jacobian_heatmaps(params, jacobians, product, layers) -> Figure:
     if not layers or max(layers) > len(params) or len(jacobians) != len(params):
         raise ValueError(f"layers must be 1-based layer numbers up to {len(params)}; got {layers}")
     ncols = len(layers) + 1
-    fig, axes = new_figure(figsize=(1.9 * ncols, 4.0), dpi=80, nrows=2, ncols=ncols)
+    fig, axes = new_figure(figsize=(1.75 * ncols, 3.7), dpi=96, nrows=2, ncols=ncols)
 
     def show(ax, M, vmax, title):
         im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
@@ -342,7 +342,7 @@ def jacobian_heatmaps(params, jacobians, product, layers) -> Figure:
         cb = fig.colorbar(im, ax=axs, shrink=0.8, location="bottom", pad=0.03, aspect=12)
         cb.set_ticks([-vmax, 0.0, vmax])
         cb.set_ticklabels([fmt(-vmax), "0", fmt(vmax)])
-        cb.ax.tick_params(labelsize=7)
+        cb.ax.tick_params(labelsize=8)
 
     for c, l in enumerate(layers):
         W = np.asarray(params[l - 1]["W"])
