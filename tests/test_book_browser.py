@@ -8,7 +8,12 @@ Every page of ``_build/html`` is loaded twice, from a local HTTP server bound to
   127.0.0.1, ``file:``, ``data:`` or ``blob:`` is aborted and fails the test),
 * typeset its mathematics with the bundled MathJax (every ``.math`` element holds an
   ``mjx-container``; no raw ``\\(``, ``\\[`` or ``$$`` left in the text),
-* show every image (``naturalWidth > 0``),
+* show every image (``naturalWidth > 0``), each with a non-empty ``alt`` that is not a file name
+  (myst-nb's default alt is the image's path; only the images matched by :data:`IMG_ALT_ALLOWLIST`
+  are exempt),
+* draw every scrubber's text at least ``MIN_TEXT_PX`` (10) CSS pixels high as shown: the frame
+  ``<img>`` carries ``data-min-font-pt`` and ``data-dpi`` (written by ``vgplib.widgets.scrubber``)
+  and the shown height of its smallest text is ``min_font_pt * dpi / 72 * shown / natural width``,
 * link only to local files that exist (and to anchors that exist in them),
 * and every jshtml scrubber (a range input in ``.animation``) must change the shown frame when
   its value moves from the first to the last frame (pages without a scrubber skip that part).
@@ -18,6 +23,7 @@ The book must be built first (``make test`` runs ``make book``); without it the 
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -34,6 +40,13 @@ pytestmark = pytest.mark.browser
 CONSOLE_ALLOWLIST: frozenset[str] = frozenset()
 
 PAGE_TIMEOUT_MS = 60_000
+
+# CSS selectors of images that need no alt text (decoration of the theme, never a figure). Empty:
+# the book has no logo (``logo: ""``); a theme logo would be ``img.logo__image``.
+IMG_ALT_ALLOWLIST: tuple[str, ...] = ()
+
+#: The smallest text of a figure, in CSS pixels as shown (vgplib.plots.MIN_TEXT_PX).
+MIN_TEXT_PX = 10.0
 
 
 def _pages() -> list[str]:
@@ -75,6 +88,13 @@ async () => {
       new Promise(r => { img.addEventListener('load', r); img.addEventListener('error', r); })));
   const badImages = imgs.filter(img => !(img.complete && img.naturalWidth > 0))
                         .map(img => (img.getAttribute('src') || '').slice(0, 120));
+  const allow = ALLOWLIST;
+  const imageFacts = imgs.filter(img => !allow.some(sel => img.matches(sel))).map((img, i) => ({
+    i, src: (img.getAttribute('src') || '').slice(0, 80), alt: img.getAttribute('alt'),
+    natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
+    scrubber: img.closest('.animation') !== null,
+    dpi: img.getAttribute('data-dpi'), minFontPt: img.getAttribute('data-min-font-pt'),
+  }));
   // math: every .math element typeset; no raw TeX delimiters left in the visible text
   const mathEls = Array.from(document.querySelectorAll('.math'));
   const untypeset = mathEls.filter(el => !el.querySelector('mjx-container'))
@@ -91,12 +111,63 @@ async () => {
   const links = Array.from(document.querySelectorAll('a[href]'))
                      .map(a => ({href: a.href, raw: a.getAttribute('href')}));
   return {
-    badImages, untypeset, rawTex, links,
+    badImages, imageFacts, untypeset, rawTex, links,
     mjx: document.querySelectorAll('mjx-container').length,
     nMath: mathEls.length,
   };
 }
 """
+
+
+def _looks_like_a_file_name(alt: str, src: str) -> bool:
+    alt = alt.strip()
+    return alt == src or re.fullmatch(r"\S+\.(png|jpe?g|gif|svg|webp)", alt, re.IGNORECASE) is not None
+
+
+def image_problems(images: list[dict]) -> list[str]:
+    """Alt text and text size of the page's images (``imageFacts`` from the page), as messages."""
+    problems = []
+    for im in images:
+        where = f"image {im['i']} ({'scrubber frame' if im['scrubber'] else im['src']})"
+        alt = im.get("alt")
+        if alt is None or not alt.strip():
+            problems.append(f"{where} has no alt text: give the figure cell "
+                            '{"mystnb": {"image": {"alt": "..."}}} metadata (a scrubber: alt=...)')
+        elif _looks_like_a_file_name(alt, im["src"]):
+            problems.append(f"{where} has a file name as alt text ({alt[:60]!r}): add image.alt metadata")
+        if not im["scrubber"]:
+            continue  # static PNGs carry no font size (see vgplib.plots for the defaults they use)
+        if im.get("dpi") is None or im.get("minFontPt") is None:
+            problems.append(f"{where} lacks data-dpi/data-min-font-pt: re-execute the notebook with "
+                            "the current vgplib.widgets.scrubber")
+            continue
+        if im["minFontPt"] == "none" or not im["natural"]:
+            continue  # a figure without text
+        px = float(im["minFontPt"]) * float(im["dpi"]) / 72 * im["shown"] / im["natural"]
+        if px < MIN_TEXT_PX - 1e-6:
+            problems.append(
+                f"{where}: smallest text {px:.1f} px < {MIN_TEXT_PX:g} px as shown "
+                f"({im['minFontPt']} pt at {im['dpi']} dpi, {im['natural']} px wide shown at "
+                f"{im['shown']:.0f} px): use larger fonts (>= {MIN_TEXT_PX * 72 / float(im['dpi']):.1f} pt "
+                "unscaled) or a narrower figure")
+    return problems
+
+
+def test_image_problems_catches_missing_alt_and_small_text():
+    """The checks above are not vacuous (no browser needed)."""
+    ok = {"i": 0, "src": "data:", "alt": "A line.", "natural": 576, "shown": 576, "scrubber": True,
+          "dpi": "96", "minFontPt": "7.5"}
+    assert image_problems([ok]) == []
+    assert image_problems([{**ok, "scrubber": False, "dpi": None, "minFontPt": None}]) == []
+    bad = [
+        {**ok, "alt": None}, {**ok, "alt": " "},
+        {**ok, "scrubber": False, "src": "../_images/ab.png", "alt": "../_images/ab.png"},
+        {**ok, "minFontPt": "7"},  # 9.3 px
+        {**ok, "natural": 730, "shown": 688, "minFontPt": "7.5"},  # scaled down: 9.4 px
+        {**ok, "dpi": None},
+    ]
+    for im in bad:
+        assert len(image_problems([im])) == 1, im
 
 
 def _is_local(url: str, base: str | None) -> bool:
@@ -191,7 +262,7 @@ def _check_page(chromium, url: str, base: str | None, check_links: bool) -> None
     page, context, errors, external = _open(chromium, url, base)
     try:
         mj = page.evaluate(_WAIT_FOR_MATHJAX)
-        facts = page.evaluate(_PAGE_FACTS)
+        facts = page.evaluate(_PAGE_FACTS.replace("ALLOWLIST", json.dumps(list(IMG_ALT_ALLOWLIST))))
         page.wait_for_timeout(200)  # late console messages (fonts, deferred scripts)
         problems: list[str] = []
         unexpected = [e for e in errors if e not in CONSOLE_ALLOWLIST]
@@ -209,6 +280,7 @@ def _check_page(chromium, url: str, base: str | None, check_links: bool) -> None
             problems.append(f"raw TeX left in the text: {facts['rawTex']}")
         if facts["badImages"]:
             problems.append(f"images not loaded (naturalWidth 0): {facts['badImages']}")
+        problems += image_problems(facts["imageFacts"])
         if check_links:
             for link in facts["links"]:
                 raw = link["raw"]

@@ -8,6 +8,7 @@ and no JAX compilation after the panel was first shown.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 
@@ -17,6 +18,8 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 matplotlib.use("Agg")
 
@@ -24,11 +27,14 @@ import vgplib
 from vgplib import widgets
 from vgplib.panels import ch02
 from vgplib.plots import (
+    figure_dpi,
     figure_png,
     freeze_axes,
     freeze_decorations,
     freeze_legends,
     log10_or_nan,
+    min_font_size,
+    min_text_px,
     new_figure,
 )
 
@@ -91,6 +97,38 @@ def test_new_figure_is_pyplot_free_and_renders_png():
 def test_new_figure_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         new_figure(**kwargs)
+
+
+def test_book_text_size_defaults():
+    """Figures from new_figure and pyplot: smallest default text >= MIN_TEXT_PX in the book."""
+    assert matplotlib.rcParams["figure.dpi"] == vgplib.plots.DPI  # BOOK_RC, applied on import
+    fig, ax = new_figure()
+    ax.plot([0, 1], [0, 1])
+    ax.set_xlabel("x")
+    ax.set_title("t")
+    assert min_font_size(fig) == 10.0  # tick and axis labels: matplotlib's 10-pt default
+    assert min_text_px(fig) >= vgplib.plots.MIN_TEXT_PX
+    assert vgplib.plots.MIN_FONT_PT * vgplib.plots.DPI / 72 == vgplib.plots.MIN_TEXT_PX
+
+
+def test_min_font_size_counts_only_drawn_text():
+    fig, ax = new_figure(figsize=(9.0, 3.0), dpi=96)
+    ax.plot([0, 1], [0, 1], label="a")
+    ax.legend(fontsize=6).set_visible(False)
+    ax.text(0.5, 0.5, "", fontsize=5)  # empty: not drawn
+    hidden = ax.text(0.5, 0.5, "hidden", fontsize=4)
+    hidden.set_visible(False)
+    ax.set_title("small title", fontsize=8.5)
+    assert min_font_size(fig) == 8.5
+    # 9 inches at 96 dpi is 864 px, shown 688 px wide: 8.5 pt -> 8.5 * 96/72 * 688/864 px
+    assert min_text_px(fig) == pytest.approx(8.5 * 96 / 72 * 688 / 864)
+    assert min_text_px(fig, shown_px=864) == pytest.approx(8.5 * 96 / 72)
+    assert min_text_px(fig, dpi=48) == pytest.approx(8.5 * 48 / 72)  # 432 px natural: not scaled
+    assert min_font_size(new_figure()[0]) == 10.0  # tick labels only
+    with pytest.raises(TypeError):
+        min_font_size("fig")
+    with pytest.raises(ValueError):
+        min_text_px(fig, shown_px=0)
 
 
 def test_freeze_legends_keeps_the_picture_and_hides_the_legend():
@@ -360,6 +398,75 @@ def test_live_panel_rejects_bad_construction():
         widgets.LivePanel(make_figure, toy_controls(), dpi=100, freeze_legend=True)
 
 
+def _png_size(png: bytes) -> tuple[int, int]:
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def test_live_panel_draws_at_twice_the_shown_size_and_is_not_stretched():
+    make_figure, _ = toy_make_figure()  # new_figure() at its default 6 x 3.2 inches, 72 dpi
+    panel = widgets.LivePanel(make_figure, toy_controls())
+    assert widgets.LIVE_DPI == widgets.LIVE_PIXEL_RATIO * widgets.CSS_DPI == 192
+    assert panel.fig.dpi == widgets.LIVE_DPI
+    # Shown 6 x 96 = 576 CSS pixels wide (at most the output width), drawn 1152 x 614 pixels.
+    assert panel.image.layout.width == "576px" and panel.image.layout.max_width == "100%"
+    assert panel.image.layout.height == "auto"
+    assert _png_size(bytes(panel.image.value)) == (1152, round(3.2 * 192))
+    panel.set(n=3)
+    assert _png_size(bytes(panel.image.value)) == (1152, round(3.2 * 192))
+    # With an explicit dpi the figure keeps its own and the PNG is drawn at that dpi.
+    fixed = widgets.LivePanel(toy_make_figure()[0], toy_controls(), dpi=50)
+    assert fixed.fig.dpi == 72 and _png_size(bytes(fixed.image.value)) == (300, 160)
+    assert fixed.image.layout.width == "576px"
+
+
+def test_live_panel_takes_pixel_copies_at_the_live_dpi():
+    def make(freeze):
+        def make_figure():
+            fig, ax = _log_axes_figure(freeze)
+            line = ax.lines[0]
+
+            def update(n: int, label: str = "a") -> str:
+                line.set_ydata(10.0 ** -(n * np.arange(11) / 5))
+                return ""
+
+            return fig, update
+
+        return widgets.LivePanel(make_figure, toy_controls())
+
+    plain, frozen = make(None), make(freeze_decorations)
+    assert plain.fig.dpi == frozen.fig.dpi == widgets.LIVE_DPI and len(frozen.fig.images) == 1
+    a = np.asarray(plt_image(bytes(plain.image.value)), dtype=int)
+    b = np.asarray(plt_image(bytes(frozen.image.value)), dtype=int)
+    assert a.shape == b.shape and a.shape[1] == round(6 * widgets.LIVE_DPI)
+    # Same picture: a frame frozen at 72 dpi and pasted into the 192-dpi figure would not be.
+    assert np.mean(np.abs(a - b) > 8) < 0.005
+
+
+def test_live_panel_sets_the_dpi_of_a_figure_not_from_new_figure():
+    def make_figure():
+        fig = Figure(figsize=(5, 2), dpi=100)
+        FigureCanvasAgg(fig)
+        fig.subplots().plot([0, 1])
+        return fig, lambda **values: ""
+
+    panel = widgets.LivePanel(make_figure, toy_controls())
+    assert panel.fig.dpi == widgets.LIVE_DPI and panel.image.layout.width == "480px"
+    assert _png_size(bytes(panel.image.value)) == (960, 384)
+
+
+def test_figure_dpi_overrides_new_figure_inside_the_block_only():
+    with figure_dpi(150):
+        inside, _ = new_figure(figsize=(2, 1), dpi=72)
+        with figure_dpi(30):
+            nested, _ = new_figure(figsize=(2, 1))
+        again, _ = new_figure(figsize=(2, 1))
+    outside, _ = new_figure(figsize=(2, 1), dpi=72)
+    assert (inside.dpi, nested.dpi, again.dpi, outside.dpi) == (150, 30, 150, 72)
+    for bad in (0, 1.5, True, "192"):
+        with pytest.raises(ValueError, match="dpi"), figure_dpi(bad):
+            pass
+
+
 # --------------------------------------------------------------------------- scrubber
 
 
@@ -390,6 +497,65 @@ def test_scrubber_frame_shows_its_value():
 
     frames = _frames(widgets.scrubber(make_figure, "k", [1, 2]).data)
     assert len(frames) == 2 and frames[0] != frames[1]
+
+
+def _frame_img_tag(html_text: str) -> str:
+    tags = re.findall(r'<img [^>]*id="_anim_img[^>]*>', html_text)
+    assert len(tags) == 1, tags
+    return tags[0]
+
+
+def test_scrubber_frame_image_carries_alt_dpi_and_smallest_font():
+    """alt, data-dpi and data-min-font-pt (the smallest text in any frame, here a 7.5-pt legend)."""
+
+    def make_figure():
+        fig, ax = new_figure()
+        (line,) = ax.plot([0, 1], [0, 1], label="curve")
+        ax.legend(fontsize=7.5)
+        ax.set_title("title", fontsize=12)
+        return fig, lambda k: line.set_ydata([0, k])
+
+    tag = _frame_img_tag(widgets.scrubber(make_figure, "k", [1, 2], dpi=80, alt='A "line" <rising>.').data)
+    assert 'alt="A &quot;line&quot; &lt;rising&gt;."' in tag
+    assert 'data-dpi="80"' in tag and 'data-min-font-pt="7.5"' in tag
+
+    def no_legend():
+        fig, ax = new_figure()
+        (line,) = ax.plot([0, 1], [0, 1], label="curve")
+        ax.legend(fontsize=6).set_visible(False)  # hidden: not drawn, not counted
+
+        def update(k):
+            line.set_ydata([0, k])
+            return "overflow: k > 1" if k > 1 else ""
+
+        return fig, update
+
+    tag = _frame_img_tag(widgets.scrubber(no_legend, "k", [1]).data)
+    # default alt names the control and its range; the default dpi is the book's; 10-pt tick labels
+    assert 'alt="Figure at 1 values of k from 1 to 1' in tag
+    assert f'data-dpi="{vgplib.plots.DPI}"' in tag and 'data-min-font-pt="10"' in tag
+    # a frame with a status shows the scrubber's 8-pt status line
+    assert 'data-min-font-pt="8"' in _frame_img_tag(widgets.scrubber(no_legend, "k", [1, 2]).data)
+    with pytest.raises(ValueError, match="alt"):
+        widgets.scrubber(no_legend, "k", [1, 2], alt=" ")
+
+
+def test_scrubber_frames_are_palette_pngs_at_the_requested_dpi():
+    from io import BytesIO
+
+    from PIL import Image
+
+    make_figure, _ = toy_make_figure()
+    frames = _frames(widgets.scrubber(make_figure, "n", [1, 9], dpi=50).data)
+    images = [Image.open(BytesIO(base64.b64decode(f))) for f in frames]
+    assert all(im.mode == "P" for im in images)
+    width, height = vgplib.plots.FIGSIZE
+    # (matplotlib's movie writer rounds the frame to an even number of pixels)
+    assert images[0].size[0] == pytest.approx(width * 50, abs=2)
+    assert images[0].size[1] == pytest.approx((height + widgets.STATUS_STRIP_INCHES) * 50, abs=2)
+    # the 'n = 9' frame also shows the red overflow status: palette kept the colour
+    rgb = np.asarray(images[1].convert("RGB")).reshape(-1, 3)
+    assert ((rgb[:, 0] > 150) & (rgb[:, 1] < 60) & (rgb[:, 2] < 60)).any()
 
 
 @pytest.mark.parametrize(

@@ -1,25 +1,63 @@
-"""Figure helpers shared by the book's panels: small pyplot-free Agg figures.
+"""Figure helpers shared by the book's panels: small pyplot-free Agg figures with readable text.
 
 A live panel draws its figure many times a second, so every panel figure is a bare
 :class:`matplotlib.figure.Figure` on an Agg canvas: it is never registered with ``pyplot`` (no
 automatic display by the inline backend, no leak when a panel is rebuilt) and it renders to PNG in
-a few milliseconds at the book's default size (6 x 3.2 inches at 72 dpi, 432 x 230 pixels).
+a few milliseconds at the book's default size (6 x 3.2 inches at 96 dpi, 576 x 307 pixels).
+
+Text size. The built book shows an output image at its natural width, scaled down to the content
+column (:data:`COLUMN_PX` wide at a 1280 px window) when it is wider. A font of ``pt`` points in a
+figure drawn at ``dpi`` is then ``pt * dpi / 72 * shown / natural`` CSS pixels high, and the book's
+bar is :data:`MIN_TEXT_PX` (10 px) for the smallest text of every figure. Figures are drawn at
+:data:`DPI` = 96, the CSS pixels per inch (so a figure appears at its size in inches, as a live
+panel does), where that is :data:`MIN_FONT_PT` = 7.5 pt or more for a figure up to 7.1 inches
+wide (688 px); a wider figure is scaled down and needs larger text (9 inches: 9.4 pt).
+:func:`min_font_size` and :func:`min_text_px` measure a figure against the bar (the browser test
+checks the built pages). Importing this module applies :data:`BOOK_RC` (pyplot figures at 96 dpi,
+matplotlib's default 10-pt text: 13 px), so the chapters' ``%matplotlib inline`` figures follow it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import math
+from collections.abc import Iterator
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
-#: Default panel size in inches and resolution: 432 x 230 px, a few ms to encode as PNG.
+#: Default panel size in inches and resolution (96 dpi: one inch is 96 CSS pixels): 576 x 307 px.
 FIGSIZE = (6.0, 3.2)
-DPI = 72
+DPI = 96
+#: The smallest text of a figure must be at least this high in the built book, in CSS pixels.
+MIN_TEXT_PX = 10.0
+#: Widest an output image is shown in the built book (the content column of a page in a 1280 px
+#: wide window, measured in Chromium); a wider image is scaled down to it.
+COLUMN_PX = 688
+#: Smallest font size in points for a figure drawn at :data:`DPI` and shown unscaled: 7.5 * 96 / 72 = 10 px.
+MIN_FONT_PT = MIN_TEXT_PX * 72 / DPI
+#: matplotlib settings applied when this module is imported (the book layer imports it): figures made
+#: with pyplot (``%matplotlib inline``, which sets no rcParams itself) are drawn at 96 dpi with
+#: 10-pt text, 13 px in the book.
+BOOK_RC = {
+    "figure.dpi": DPI,
+    "savefig.dpi": "figure",
+    "font.size": 10.0,
+    "axes.titlesize": "large",
+    "axes.labelsize": "medium",
+    "xtick.labelsize": "medium",
+    "ytick.labelsize": "medium",
+    "legend.fontsize": "medium",
+    "legend.title_fontsize": "medium",
+}
+mpl.rcParams.update(BOOK_RC)
 #: Default fixed margins (fractions of the figure) for one axes with title and axis labels.
 MARGINS = {"left": 0.12, "right": 0.98, "bottom": 0.15, "top": 0.9}
 #: Title height in axes coordinates (fixed: see :func:`new_figure`).
@@ -30,6 +68,26 @@ FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.18e-38
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.40e38
 FLOAT64_TINY = float(np.finfo(np.float64).tiny)  # 2.23e-308
 FLOAT64_MAX = float(np.finfo(np.float64).max)  # 1.80e308
+
+#: Set by :func:`figure_dpi`: the dpi every :func:`new_figure` uses instead of its ``dpi`` argument.
+_DPI_OVERRIDE: contextvars.ContextVar[int | None] = contextvars.ContextVar("vgplib_figure_dpi", default=None)
+
+
+@contextlib.contextmanager
+def figure_dpi(dpi: int) -> Iterator[None]:
+    """Inside this block :func:`new_figure` creates every figure at ``dpi``, whatever ``dpi`` it is given.
+
+    :class:`vgplib.widgets.LivePanel` builds its figure inside it, so that a live figure, and any
+    pixel copy (:func:`freeze_legends`, :func:`freeze_decorations`) taken while it is built, is drawn
+    at the resolution it is shown at. Sizes in inches and points are unchanged.
+    """
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, np.integer)) or dpi < 1:
+        raise ValueError(f"dpi must be a positive integer; got {dpi!r}")
+    token = _DPI_OVERRIDE.set(int(dpi))
+    try:
+        yield
+    finally:
+        _DPI_OVERRIDE.reset(token)
 
 
 def new_figure(
@@ -61,7 +119,7 @@ def new_figure(
         if not isinstance(margins, dict) or not set(margins) <= set(MARGINS) | {"wspace", "hspace"}:
             raise ValueError(f"margins must be a dict of subplots_adjust keywords; got {margins!r}")
         adjust.update(margins)
-    fig = Figure(figsize=tuple(float(v) for v in figsize), dpi=int(dpi))
+    fig = Figure(figsize=tuple(float(v) for v in figsize), dpi=_DPI_OVERRIDE.get() or int(dpi))
     FigureCanvasAgg(fig)
     # A fixed title height (rcParams at creation time is the public switch) stops matplotlib from
     # measuring every tick label on each draw to lift the title clear of them.
@@ -71,6 +129,48 @@ def new_figure(
     for ax in np.atleast_1d(axes).ravel():
         fix_label_positions(ax)
     return fig, axes
+
+
+def _visible_texts(artist: Artist):
+    """Every visible, non-empty :class:`~matplotlib.text.Text` under ``artist`` (hidden subtrees skipped)."""
+    if not artist.get_visible():
+        return
+    if isinstance(artist, Text) and artist.get_text().strip():
+        yield artist
+    for child in artist.get_children():
+        yield from _visible_texts(child)
+
+
+def min_font_size(fig: Figure, draw: bool = True) -> float:
+    """The smallest font size, in points, of the text ``fig`` shows (titles, labels, ticks, legends).
+
+    ``draw=True`` draws the figure first, so that the tick labels exist. Returns ``inf`` for a
+    figure without text.
+    """
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure; got {type(fig).__name__}")
+    if draw:
+        if not isinstance(fig.canvas, FigureCanvasAgg):
+            FigureCanvasAgg(fig)
+        fig.canvas.draw()
+    return min((float(t.get_fontsize()) for t in _visible_texts(fig)), default=math.inf)
+
+
+def min_text_px(fig: Figure, shown_px: float | None = None, dpi: float | None = None) -> float:
+    """The height in CSS pixels of ``fig``'s smallest text when its PNG is shown ``shown_px`` wide.
+
+    The PNG is drawn at ``dpi`` (default ``fig.dpi``) and shown at ``shown_px`` (default: its
+    natural width, at most :data:`COLUMN_PX`, as in the book): ``pt * dpi / 72 * shown / natural``.
+    Compare with :data:`MIN_TEXT_PX`.
+    """
+    dpi = float(fig.dpi if dpi is None else dpi)
+    if not (math.isfinite(dpi) and dpi > 0):
+        raise ValueError(f"dpi must be positive; got {dpi!r}")
+    natural = fig.get_figwidth() * dpi
+    shown = min(natural, COLUMN_PX) if shown_px is None else float(shown_px)
+    if not (math.isfinite(shown) and shown > 0):
+        raise ValueError(f"shown_px must be positive; got {shown_px!r}")
+    return min_font_size(fig) * dpi / 72 * shown / natural
 
 
 def fix_label_positions(ax: Axes) -> None:

@@ -22,12 +22,15 @@ One mechanism for every interactive figure of the book:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import importlib
+import io
 import itertools
 import math
 import pkgutil
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -39,7 +42,15 @@ from matplotlib.animation import FuncAnimation
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vgplib.plots import DPI, FIGSIZE, figure_png, freeze_legends, new_figure
+from vgplib.plots import (
+    DPI,
+    FIGSIZE,
+    figure_dpi,
+    figure_png,
+    freeze_legends,
+    min_font_size,
+    new_figure,
+)
 
 __all__ = [
     "PANELS",
@@ -69,7 +80,15 @@ _SUPPORTED = _RANGE_TYPES + _OPTION_TYPES + _BOOL_TYPES + (ipywidgets.SelectionS
 #: "overflow: ...", "zero gradient: ..." (an exact 0, e.g. a dead ReLU layer), "nan: ...".
 STATUS_KINDS = ("underflow", "overflow", "zero", "nan")
 
-#: Most frames a scrubber may hold (each frame is an embedded PNG of ~10-30 KB).
+#: A live figure is shown at its size in CSS pixels, 96 per inch (8-point text is 10.7 px high)...
+CSS_DPI = 96
+#: ...and drawn with this many pixels per CSS pixel (sharp on high-density screens and when zoomed;
+#: a PNG drawn at its shown size and stretched to the output width, as before, was blurred).
+LIVE_PIXEL_RATIO = 2
+#: The resolution of a live figure: :class:`LivePanel` builds its figure inside ``figure_dpi(LIVE_DPI)``.
+LIVE_DPI = CSS_DPI * LIVE_PIXEL_RATIO
+
+#: Most frames a scrubber may hold (each frame is an embedded 256-colour PNG of ~5-15 KB at 96 dpi).
 MAX_FRAMES = 25
 
 
@@ -172,10 +191,16 @@ class LivePanel:
 
     ``make_figure() -> (fig, update)`` is called ONCE. Every control change calls
     ``update(**values)`` with the values of all controls (keyword names = keys of ``controls``),
-    renders the figure to PNG (``fig.dpi`` or ``dpi``) into an :class:`ipywidgets.Image` and shows
-    the returned status string on a status line (red when not empty, for example
-    ``"underflow: ..."``). A first render with the controls' current values runs in the
+    renders the figure to PNG into an :class:`ipywidgets.Image` and shows the returned status
+    string on a status line (red when not empty, for example ``"underflow: ..."``). A first render with the controls' current values runs in the
     constructor: that is where the panel's one JAX compilation belongs.
+
+    Resolution: ``make_figure`` runs inside :func:`vgplib.plots.figure_dpi` ``(LIVE_DPI)``, so a
+    figure from :func:`vgplib.plots.new_figure` (and any pixel copy taken while it is built) is
+    drawn at :data:`LIVE_DPI` = 192 dpi, whatever dpi the chapter asked for; the image is shown
+    :data:`CSS_DPI` = 96 CSS pixels per inch wide (a 6-inch figure: 576 px, drawn 1152 px wide), not
+    stretched to the output area. With ``dpi`` given, the figure keeps its own dpi and is rendered
+    at ``dpi``.
 
     Attributes: ``widget`` (the :class:`ipywidgets.VBox` displayed), ``controls``, ``image``,
     ``make_figure`` (kept so a benchmark can time the naive re-create-per-move alternative),
@@ -198,13 +223,22 @@ class LivePanel:
         if not isinstance(freeze_legend, bool):
             raise TypeError(f"freeze_legend must be True or False; got {freeze_legend!r}")
         self.make_figure = make_figure
-        self.fig, self._update = _call_make_figure(make_figure)
+        with contextlib.ExitStack() as stack:
+            if dpi is None:
+                stack.enter_context(figure_dpi(LIVE_DPI))
+            self.fig, self._update = _call_make_figure(make_figure)
+        if dpi is None and self.fig.dpi != LIVE_DPI and not self.fig.images:
+            self.fig.set_dpi(LIVE_DPI)  # not from new_figure, and nothing drawn as pixels yet
         if freeze_legend:
             if dpi is not None and dpi != self.fig.dpi:
                 raise ValueError("freeze_legend=True needs the figure's own dpi (leave dpi=None)")
             freeze_legends(self.fig)
         self.dpi = int(dpi) if dpi is not None else None
-        self.image = ipywidgets.Image(format="png")
+        # Shown at the figure's size in CSS pixels; a VBox would otherwise stretch it to its width.
+        css_width = round(float(self.fig.get_size_inches()[0]) * CSS_DPI)
+        self.image = ipywidgets.Image(
+            format="png", layout=ipywidgets.Layout(width=f"{css_width}px", max_width="100%", height="auto")
+        )
         self.status = ipywidgets.HTML(value="")
         self.widget = ipywidgets.VBox([ipywidgets.HBox(list(self.controls.values())), self.image, self.status])
         self.last_status = ""
@@ -302,7 +336,7 @@ def scrubber(
     name: str,
     values: Sequence[Any],
     fixed: Mapping[str, Any] | None = None,
-    dpi: int = 60,
+    dpi: int = DPI,
     interval_ms: int = 400,
     alt: str | None = None,
 ):
@@ -312,9 +346,15 @@ def scrubber(
     :class:`IPython.display.HTML` holding ``FuncAnimation(...).to_jshtml()``: a range input over
     the embedded PNG frames that plays in the static book offline. Each frame carries the text
     ``"name = value"`` (and the status string, if any) in the figure, so the reader sees which value
-    a frame shows. At most :data:`MAX_FRAMES` values; about 10-30 KB per frame at ``dpi=60``.
-    ``alt`` is the frames' alt text (one sentence: what is plotted and what it shows); without it a
-    generic sentence naming the scrubbed control and its range is used.
+    a frame shows. At most :data:`MAX_FRAMES` values.
+
+    The frames are drawn at ``dpi`` (default :data:`vgplib.plots.DPI` = 96, one inch of figure per
+    96 CSS pixels) and stored as 256-colour PNGs (about a third of the bytes of matplotlib's RGBA
+    frames; 5-15 KB per frame). The frame ``<img>`` carries ``alt`` (one sentence: what is plotted
+    and what it shows; without it a generic sentence naming the scrubbed control and its range),
+    ``data-dpi`` and ``data-min-font-pt`` (the smallest font size drawn in any frame): the browser
+    test checks that this text is at least :data:`vgplib.plots.MIN_TEXT_PX` high as shown
+    (``min_font_pt * dpi / 72 * shown width / natural width``).
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be the control name (a Python identifier); got {name!r}")
@@ -340,33 +380,64 @@ def scrubber(
     _add_bottom_strip(fig, STATUS_STRIP_INCHES)
     # Both texts live in the strip below the axes, so they never cover a title or the data.
     strip = STATUS_STRIP_INCHES / fig.get_figheight()
-    label = fig.text(0.985, 0.8 * strip, "", ha="right", va="center", fontsize=9,
+    label = fig.text(0.985, 0.8 * strip, "", ha="right", va="center", fontsize=10,
                      bbox={"boxstyle": "round,pad=0.2", "fc": "#fff8c4", "ec": "0.6"})
-    status_text = fig.text(0.005, 0.5 * strip, "", ha="left", va="top", fontsize=7, color="#b00020", wrap=True)
+    status_text = fig.text(0.005, 0.5 * strip, "", ha="left", va="top", fontsize=8, color="#b00020", wrap=True)
     statuses = [""] * len(values)
+    min_font = [math.inf]
 
     def draw_frame(i: int):
         status = _check_status(update(**fixed, **{name: values[i]}))
         statuses[i] = status
         label.set_text(f"{name} = {_format_value(values[i])}")
         status_text.set_text(f"\u26a0 {status}" if status else "")
+        # the texts of this frame (tick labels as of the previous draw; the last draw is added below)
+        min_font[0] = min(min_font[0], min_font_size(fig, draw=False))
         return []
 
     anim = FuncAnimation(fig, draw_frame, frames=len(values), interval=interval_ms, blit=False, repeat=False)
-    html_text = anim.to_jshtml(default_mode="once")
+    html_text = _palette_frames(anim.to_jshtml(default_mode="once"))
+    min_font[0] = min(min_font[0], min_font_size(fig, draw=False))
     if alt is None:
         alt = (f"Figure at {len(values)} values of {name} from {_format_value(values[0])} "
                f"to {_format_value(values[-1])}; drag the slider below it to change {name}.")
-    return HTML(_with_alt(html_text, alt))
+    return HTML(_tag_frame_image(html_text, alt, min_font_pt=min_font[0], dpi=int(dpi)))
 
 
-def _with_alt(html_text: str, alt: str) -> str:
-    """Give the jshtml frame image its alt text (matplotlib writes ``<img id="_anim_img...">``)."""
-    import html
+#: One embedded jshtml frame: ``frames[i] = "data:image/png;base64,<data with \\-newlines>"``.
+_FRAME = re.compile(r'(frames\[\d+\] = "data:image/png;base64,)([A-Za-z0-9+/=\\\n]+)(")')
 
+
+def _palette_frames(html_text: str) -> str:
+    """Re-encode every PNG frame of a jshtml animation with a 256-colour palette (no dithering).
+
+    A line plot's frame holds far fewer than 256 distinct colours apart from anti-aliasing shades, so
+    the picture is unchanged to the eye, at about a third of the bytes.
+    """
+    from PIL import Image
+
+    def one(match: re.Match) -> str:
+        data = base64.b64decode(match.group(2).replace("\\\n", ""))
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        out = io.BytesIO()
+        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            out, format="PNG", optimize=True)
+        return match.group(1) + base64.b64encode(out.getvalue()).decode("ascii") + match.group(3)
+
+    new_text, count = _FRAME.subn(one, html_text)
+    if count == 0:
+        raise RuntimeError("unexpected jshtml layout: no embedded PNG frames found")
+    return new_text
+
+
+def _tag_frame_image(html_text: str, alt: str, min_font_pt: float, dpi: int) -> str:
+    """Give the jshtml frame image (matplotlib writes ``<img id="_anim_img...">``) its alt text and
+    the ``data-dpi`` / ``data-min-font-pt`` attributes the browser test reads."""
     if html_text.count('<img id="_anim_img') != 1:
         raise RuntimeError("unexpected jshtml layout: expected exactly one <img id=\"_anim_img...\">")
-    return html_text.replace('<img id="_anim_img', f'<img alt="{html.escape(alt, quote=True)}" id="_anim_img', 1)
+    font = "none" if not math.isfinite(min_font_pt) else f"{min_font_pt:g}"
+    attrs = f'alt="{html.escape(alt, quote=True)}" data-dpi="{dpi}" data-min-font-pt="{font}"'
+    return html_text.replace('<img id="_anim_img', f'<img {attrs} id="_anim_img', 1)
 
 
 # --------------------------------------------------------------------------- sweeps
