@@ -10,7 +10,7 @@ Every page of ``_build/html`` is loaded twice, from a local HTTP server bound to
   ``mjx-container``; no raw ``\\(``, ``\\[`` or ``$$`` left in the text),
 * show every image (``naturalWidth > 0``), each with a non-empty ``alt`` that is not a file name
   (myst-nb's default alt is the image's path; only the images matched by :data:`IMG_ALT_ALLOWLIST`
-  are exempt),
+  are exempt), and every image a code cell outputs inside a ``<figure>`` with a caption,
 * draw every scrubber's text at least ``MIN_TEXT_PX`` (10) CSS pixels high as shown: the frame
   ``<img>`` carries ``data-min-font-pt`` and ``data-dpi`` (written by ``vgplib.widgets.scrubber``)
   and the shown height of its smallest text is ``min_font_pt * dpi / 72 * shown / natural width``,
@@ -93,6 +93,9 @@ async () => {
     i, src: (img.getAttribute('src') || '').slice(0, 80), alt: img.getAttribute('alt'),
     natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
     scrubber: img.closest('.animation') !== null,
+    output: img.closest('.cell_output, .output') !== null,
+    caption: (() => { const f = img.closest('figure'); const c = f && f.querySelector('figcaption');
+                      return c ? c.textContent.trim() : null; })(),
     dpi: img.getAttribute('data-dpi'), minFontPt: img.getAttribute('data-min-font-pt'),
   }));
   // math: every .math element typeset; no raw TeX delimiters left in the visible text
@@ -135,6 +138,9 @@ def image_problems(images: list[dict]) -> list[str]:
                             '{"mystnb": {"image": {"alt": "..."}}} metadata (a scrubber: alt=...)')
         elif _looks_like_a_file_name(alt, im["src"]):
             problems.append(f"{where} has a file name as alt text ({alt[:60]!r}): add image.alt metadata")
+        if im.get("output") and not im.get("caption"):
+            problems.append(f"{where} is a cell output without a figure caption: give the cell "
+                            '{"mystnb": {"figure": {"caption": "...", "name": "fig-chNN-..."}}} metadata')
         if not im["scrubber"]:
             continue  # static PNGs carry no font size (see vgplib.plots for the defaults they use)
         if im.get("dpi") is None or im.get("minFontPt") is None:
@@ -156,7 +162,7 @@ def image_problems(images: list[dict]) -> list[str]:
 def test_image_problems_catches_missing_alt_and_small_text():
     """The checks above are not vacuous (no browser needed)."""
     ok = {"i": 0, "src": "data:", "alt": "A line.", "natural": 576, "shown": 576, "scrubber": True,
-          "dpi": "96", "minFontPt": "7.5"}
+          "dpi": "96", "minFontPt": "7.5", "output": True, "caption": "Fig. 1 A line."}
     assert image_problems([ok]) == []
     assert image_problems([{**ok, "scrubber": False, "dpi": None, "minFontPt": None}]) == []
     bad = [
@@ -165,6 +171,7 @@ def test_image_problems_catches_missing_alt_and_small_text():
         {**ok, "minFontPt": "7"},  # 9.3 px
         {**ok, "natural": 730, "shown": 688, "minFontPt": "7.5"},  # scaled down: 9.4 px
         {**ok, "dpi": None},
+        {**ok, "caption": None}, {**ok, "caption": ""},
     ]
     for im in bad:
         assert len(image_problems([im])) == 1, im

@@ -33,8 +33,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-#: Default panel size in inches and resolution (96 dpi: one inch is 96 CSS pixels): 576 x 307 px.
+#: Default panel size in inches: 576 x 307 px at :data:`DPI`.
 FIGSIZE = (6.0, 3.2)
+#: Default resolution of a book figure (and of a scrubber's frames): one inch is 96 CSS pixels.
 DPI = 96
 #: The smallest text of a figure must be at least this high in the built book, in CSS pixels.
 MIN_TEXT_PX = 10.0
