@@ -1,10 +1,10 @@
 """Chapter 5, *Exploding gradients*: its live panel, the divergence grid, the cliff figures, the exercises.
 
 The live panel (registered as ``"ch05.overflow"``) back-propagates a unit output gradient
-``g_L = dE/dx_L`` through a tanh MLP ``x_l = tanh(W_l x_{l-1})``, ``W_l = sigma_w Z_l / sqrt(n)``
-(``Z_l`` a fixed standard-normal matrix, no biases), twice:
+``g_L = dE/dh_L`` through a tanh MLP ``a_l = W_l h_{l-1}``, ``h_l = tanh(a_l)``, ``h_0 = x``,
+``W_l = sigma_w Z_l / sqrt(n)`` (``Z_l`` a fixed standard-normal matrix, no biases), twice:
 
-* in plain float32, ``g_{l-1} = W_l^T (tanh'(h_l) * g_l)``, as backpropagation does: above
+* in plain float32, ``g_{l-1} = J_l^T g_l = W_l^T (tanh'(a_l) * g_l)``, as backpropagation does: above
   ``3.4e38`` an entry becomes ``inf`` and the next product turns it into ``NaN``;
 * renormalized after every layer, with the scale kept as a logarithm: exact at any depth.
 
@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 from vgplib._validate import check_positive, check_positive_int
 from vgplib.data import load_digits
-from vgplib.landscapes import CLIFF_X0, cliff_wall
+from vgplib.landscapes import CLIFF_A0, cliff_wall
 from vgplib.networks import dense, mlp_forward
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
 from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
@@ -60,19 +60,44 @@ _QW = np.exp(-0.5 * _QZ**2) / math.sqrt(2.0 * math.pi) * (_QZ[1] - _QZ[0])
 # --------------------------------------------------------------------------- the panel network
 
 
+def _network(seed: int, depth: int = MAX_DEPTH) -> dict[str, Array]:
+    kz, kx, kg = jax.random.split(jax.random.PRNGKey(seed), 3)
+    Z = jax.random.normal(kz, (depth, WIDTH, WIDTH), jnp.float32)
+    x0 = jax.random.normal(kx, (WIDTH,), jnp.float32)
+    x0 = x0 * jnp.sqrt(WIDTH / jnp.sum(x0**2))
+    g = jax.random.normal(kg, (WIDTH,), jnp.float32)
+    return {"Z": Z, "x0": x0, "g": g / jnp.linalg.norm(g)}
+
+
 @lru_cache(maxsize=1)
 def panel_network() -> dict[str, Array]:
     """The fixed random tanh network (key ``SEED``), created once.
 
     ``Z`` ``(MAX_DEPTH, n, n)`` standard normal, so ``W_l = sigma_w Z_l / sqrt(n)``; ``x0`` ``(n,)``
-    with ``||x0||^2 = n``; ``g`` ``(n,)`` a unit vector, the output gradient ``dE/dx_L``.
+    (the input ``h_0 = x``) with ``||x||^2 = n``; ``g`` ``(n,)`` a unit vector, the output gradient
+    ``g_L = dE/dh_L``.
     """
-    kz, kx, kg = jax.random.split(jax.random.PRNGKey(SEED), 3)
-    Z = jax.random.normal(kz, (MAX_DEPTH, WIDTH, WIDTH), jnp.float32)
-    x0 = jax.random.normal(kx, (WIDTH,), jnp.float32)
-    x0 = x0 * jnp.sqrt(WIDTH / jnp.sum(x0**2))
-    g = jax.random.normal(kg, (WIDTH,), jnp.float32)
-    return {"Z": Z, "x0": x0, "g": g / jnp.linalg.norm(g)}
+    return _network(SEED)
+
+
+ENSEMBLE_SEED = 1000  #: networks of :func:`ensemble_log10_norms` use keys 1000, 1001, ...
+
+
+def ensemble_log10_norms(sigma_w: float, networks: int = 32, depth: int = MAX_DEPTH) -> np.ndarray:
+    """``log10 ||g_l||`` ``(networks, depth + 1)`` for ``networks`` further random networks.
+
+    Each is built like :func:`panel_network` (keys ``ENSEMBLE_SEED + i``, same width, unit output
+    gradient) and back-propagated by the same kernel in log space (exact at any depth): the spread
+    of a single network's gradient around the typical rate of :func:`vgplib.typical_growth`.
+    """
+    sigma_w = check_positive("sigma_w", sigma_w)
+    networks = check_positive_int("networks", networks)
+    depth = _check_depth(depth)
+    nets = [_network(ENSEMBLE_SEED + i, depth) for i in range(networks)]
+    stack = {k: jnp.stack([net[k] for net in nets]) for k in ("Z", "x0", "g")}
+    kernel = jax.vmap(_overflow_kernel, in_axes=(0, 0, 0, None, None))
+    log_norm = kernel(stack["Z"], stack["x0"], stack["g"], np.float32(sigma_w), np.int32(depth))[1]
+    return np.asarray(log_norm, np.float64) / _LN10
 
 
 def _scale(sigma_w, n: int):
@@ -114,7 +139,7 @@ def _overflow_kernel(Z: Array, x0: Array, g: Array, sigma_w: Array, depth: Array
 
     def forward(x, W_l):
         t = jnp.tanh(dense({"W": W_l, "b": b}, x))
-        # J_l = diag(tanh'(h_l)) W_l, written as JAX's forward-mode rule for tanh writes it,
+        # J_l = diag(tanh'(a_l)) W_l, written as JAX's forward-mode rule for tanh writes it,
         # (g + g tanh) (1 - tanh): bit for bit what vgplib.layer_jacobians (jax.jacfwd) returns.
         return t, (W_l + W_l * t[:, None]) * (1.0 - t)[:, None]
 
@@ -187,17 +212,17 @@ def overflow_status(curves: dict[str, object], depth: int) -> str:
     exact0 = float(curves["log10_exact"][0])
     if curves["overflow_layer"] is not None:
         layer = int(curves["overflow_layer"])
-        return (f"overflow: ||dE/dx_0|| above 3.4e38 in float32 at depth {depth} "
+        return (f"overflow: ||g_0|| above 3.4e38 in float32 at depth {depth} "
                 f"(inf/NaN after {depth - layer} layers of backprop) \u2014 log-space value 1e+{exact0:.0f}")
     if curves["underflow_layer"] is not None:
         layer = int(curves["underflow_layer"])
-        return (f"underflow: ||dE/dx_0|| below 1.2e-38 in float32 at depth {depth} "
+        return (f"underflow: ||g_0|| below 1.2e-38 in float32 at depth {depth} "
                 f"(0 after {depth - layer} layers of backprop) \u2014 log-space value 1e{exact0:.0f}")
     return ""
 
 
 def make_overflow_figure() -> tuple[Figure, object]:
-    """Figure of ``log10 ||dE/dx_l||`` against ``l``; ``update(sigma_w, depth) -> status``."""
+    """Figure of ``log10 ||g_l||`` (``g_l = dE/dh_l``) against ``l``; ``update(sigma_w, depth) -> status``."""
     fig, ax = new_figure()
     (theory,) = ax.plot([], [], "-", color="k", lw=1.2, label="mean field ½Σ log₁₀ χ₁(q_k)")
     (exact,) = ax.plot([], [], "-", color="C0", lw=2, label="exact (log-space)")
@@ -207,7 +232,7 @@ def make_overflow_figure() -> tuple[Figure, object]:
     max_label = ax.text(0.3, LOG10_MAX, "float32 max 3.4e38", va="bottom", fontsize=8, color="0.4",
                         transform=ax.get_yaxis_transform())
     ax.set_xlabel("layer l")
-    ax.set_ylabel("log₁₀ ‖∂E/∂x_l‖")
+    ax.set_ylabel("log₁₀ ‖g_l‖ = log₁₀ ‖∂E/∂h_l‖")
     ax.legend(loc="upper right", fontsize=7)
     title = ax.set_title("", fontsize=10)
 
@@ -235,7 +260,7 @@ def make_overflow_figure() -> tuple[Figure, object]:
         ax.set_ylim(lo - pad, hi + pad)
         max_label.set_visible(hi + pad > LOG10_MAX)
         title.set_text(f"tanh, σ_w = {sigma_w:.2f} (χ₁ = {c['chi_star']:.2f}), L = {depth}: "
-                       f"‖∂E/∂x₀‖ = 10^{float(c['log10_exact'][0]):.1f}")
+                       f"‖g₀‖ = 10^{float(c['log10_exact'][0]):.1f}")
         return overflow_status(c, depth)
 
     return fig, update
@@ -256,10 +281,204 @@ def overflow_panel() -> LivePanel:
     return LivePanel(make_overflow_figure, overflow_controls(), freeze_legend=True)
 
 
-def overflow_scrubber(sigma_w: float = 4.0, depths=SCRUBBER_DEPTHS):
-    """Kernel-free twin of :func:`overflow_panel`: the depth from 10 to 300 at fixed ``sigma_w``."""
+OVERFLOW_ALT = ("Log10 of the back-propagated gradient norm against the layer of a tanh network at "
+                "sigma_w = {sigma_w:g}, one frame per depth: the exact curve and the mean-field line "
+                "rise towards the input, and from the depth where the exact value passes the dashed "
+                "float32 maximum the plain float32 curve stops with a red cross.")
+
+
+def overflow_scrubber(sigma_w: float = 4.0, depths=SCRUBBER_DEPTHS, alt: str | None = None):
+    """Kernel-free twin of :func:`overflow_panel`: the depth from 10 to 300 at fixed ``sigma_w``.
+
+    ``alt`` is the frames' alt text; by default :data:`OVERFLOW_ALT` for this ``sigma_w``.
+    """
     check_positive("sigma_w", sigma_w)
-    return scrubber(make_overflow_figure, "depth", list(depths), fixed={"sigma_w": sigma_w})
+    alt = OVERFLOW_ALT.format(sigma_w=sigma_w) if alt is None else alt
+    return scrubber(make_overflow_figure, "depth", list(depths), fixed={"sigma_w": sigma_w}, alt=alt)
+
+
+# --------------------------------------------------------------------------- static figures
+
+
+def _static_figure(figsize: tuple[float, float], ncols: int = 1):
+    """A pyplot-free figure for a static (non-live) chapter figure, constrained layout."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=True)
+    return fig, axes
+
+
+INTUITION_SIGMAS: tuple[tuple[float, str], ...] = ((0.8, "#1f77b4"), (1.0, "0.3"), (1.5, "#ff7f0e"),
+                                                   (4.0, "#d62728"))
+
+
+def intuition_figure(depth: int = MAX_DEPTH) -> Figure:
+    """Mean-field ``log10 ||g_l||`` after ``k`` layers of backprop, tanh, four ``sigma_w``."""
+    from vgplib.theory import chi1
+
+    ks = np.arange(0, check_positive_int("depth", depth) + 1)
+    fig, ax = _static_figure((6.4, 3.4))
+    for sw, color in INTUITION_SIGMAS:
+        chi_sw = chi1("tanh", sw)
+        ax.plot(ks, 0.5 * ks * np.log10(chi_sw), color=color, lw=2,
+                label=f"σ_w = {sw}: χ₁ = {chi_sw:.2f}")
+    ax.axhline(LOG10_MAX, color="0.5", ls="--", lw=1)
+    ax.text(ks[-1], LOG10_MAX - 1, "float32 max 3.4e38", fontsize=9, color="0.3", ha="right", va="top")
+    ax.set_xlabel("layers of backpropagation k = L − l")
+    ax.set_ylabel("predicted log₁₀ ‖g_l‖")
+    ax.legend(fontsize=9, loc="upper left")
+    ax.set_ylim(-30, 60)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def growth_figure(curves: dict, log10_frob: np.ndarray, chi: float, typical_rate: float,
+                  ensemble: np.ndarray | None = None) -> Figure:
+    """Theory over measurement for the panel network (``curves`` from :func:`overflow_curves`).
+
+    Lines: mean field ``(L - l)/2 log10 chi_1``; the typical rate ``(L - l)/2 lambda / ln 10``
+    (:func:`vgplib.typical_growth`); the band holding the middle 80 % of ``ensemble``
+    (``log10 ||g_l||`` of other networks, :func:`ensemble_log10_norms`); the exact
+    ``log10 ||g_l||`` of the panel network; ``log10_frob`` (``log10 ||P_l||_F / sqrt(n)``); and the
+    plain float32 backprop with a cross where it first holds ``inf``.
+    """
+    exact = np.asarray(curves["log10_exact"], np.float64)
+    L = exact.size - 1
+    ls = np.arange(L + 1)
+    fig, ax = _static_figure((6.8, 4.0))
+    if ensemble is not None:
+        lo, hi = np.percentile(np.asarray(ensemble), [10, 90], axis=0)
+        ax.fill_between(ls, lo, hi, color="C0", alpha=0.18, lw=0,
+                        label=f"{len(ensemble)} other networks (middle 80 %)")
+    ax.plot(ls, 0.5 * (L - ls) * math.log10(chi), "k-", lw=1.2, label="mean field ½(L−l) log₁₀ χ₁")
+    ax.plot(ls, 0.5 * (L - ls) * typical_rate / _LN10, "k--", lw=1.2, label="typical rate ½(L−l) λ / ln 10")
+    ax.plot(ls, exact, "-", color="C0", lw=2, label="this network: exact ‖g_l‖ (log space)")
+    ax.plot(ls, log10_frob, ":", color="C2", lw=2, label="exact ‖P_l‖_F / √n (vgplib.log_norms)")
+    norm = np.asarray(curves["direct_norm"])
+    ok = np.isfinite(norm) & (norm > 0)
+    direct = np.full(L + 1, np.nan)
+    direct[ok] = np.log10(norm[ok])
+    ax.plot(ls, direct, "--", color="C3", lw=1.5, label="plain float32 backprop")
+    layer = curves["overflow_layer"]
+    if layer is not None:
+        ax.plot([layer], [LOG10_MAX], "x", color="C3", ms=11, mew=2.5)
+        ax.annotate(f"inf, then NaN\nfor l ≤ {layer}", (layer, LOG10_MAX), (layer + 25, LOG10_MAX + 12),
+                    fontsize=9, color="C3", arrowprops={"arrowstyle": "->", "color": "C3"})
+    ax.axhline(LOG10_MAX, color="0.5", ls="--", lw=1)
+    ax.set_xlabel(f"layer l (the output is l = {L})")
+    ax.set_ylabel("log₁₀ of the norm")
+    ax.set_xlim(0, L)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def divergence_map(sigma_ws, lrs, labels: np.ndarray, nan_step: np.ndarray) -> Figure:
+    """The learning-rate map: one cell per ``(sigma_w, lr)``, coloured by :func:`classify_runs`
+    (green learning, grey stalled, red diverged), numbered with the step of the first NaN/inf."""
+    from matplotlib.colors import ListedColormap
+
+    sws, lrs = np.asarray(sigma_ws), np.asarray(lrs)
+    fig, ax = _static_figure((6.6, 4.0))
+    cmap = ListedColormap(["#2ca02c", "#d9d9d9", "#d62728"])
+    ax.imshow(np.asarray(labels).T, origin="lower", aspect="auto", cmap=cmap, vmin=0, vmax=2,
+              extent=[-0.5, len(sws) - 0.5, -0.5, len(lrs) - 0.5])
+    for i, j in zip(*np.nonzero(np.asarray(nan_step) >= 0)):
+        ax.text(i, j, str(nan_step[i, j]), ha="center", va="center", fontsize=9, color="white")
+    x_crit = float(np.interp(math.sqrt(2.0), sws, np.arange(len(sws))))
+    ax.axvline(x_crit, color="k", ls="--", lw=1)
+    ax.text(x_crit + 0.1, -0.2, "σ_w = √2", fontsize=9)
+    ax.set_xticks(range(len(sws)), [f"{s:g}" for s in sws], fontsize=9)
+    ax.set_yticks(range(len(lrs)), [f"{r:.0e}" for r in lrs], fontsize=9)
+    ax.set_xlabel("σ_w")
+    ax.set_ylabel("learning rate η")
+    ax.set_title("green: learning, grey: stalled, red: diverged (number: step of the first NaN/inf)",
+                 fontsize=9)
+    return fig
+
+
+def monitor_figure(bad, good, explode_norm: float, first_nonfinite: int | None,
+                   labels: tuple[str, str] = ("σ_w = 2.25", "σ_w = √2")) -> Figure:
+    """Left: per-layer and global gradient norms of the diverging run ``bad`` (a
+    :class:`vgplib.TrainHistory`); right: the loss of ``bad`` and ``good`` (a gap is a NaN)."""
+    fig, axes = _static_figure((8.6, 3.4), ncols=2)
+    norms = np.asarray(bad.grad_norms)
+    colors = [f"C{i % 10}" for i in range(norms.shape[1])]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for layer in range(norms.shape[1]):
+            last = layer in (0, norms.shape[1] - 1)
+            axes[0].semilogy(bad.step, norms[:, layer], "o-", ms=3, lw=1, color=colors[layer],
+                             alpha=1.0 if last else 0.5, label=f"layer {layer + 1}" if last else None)
+        axes[0].semilogy(bad.step, bad.gradients.global_norm, "k-", lw=2, label="global")
+    axes[0].axhline(explode_norm, color="C3", ls=":", lw=1)
+    if first_nonfinite is not None:
+        axes[0].axvline(first_nonfinite, color="C3", lw=1)
+    axes[0].set_title(f"{labels[0]}, η = 0.1: ‖∂E/∂θ_l‖", fontsize=10)
+    axes[0].set_xlabel("step")
+    axes[0].legend(fontsize=8)
+    for run, label in zip((bad, good), labels):
+        axes[1].semilogy(run.step, run.loss, "o-", ms=3, label=label)
+    axes[1].set_xlabel("step")
+    axes[1].set_title("loss (a gap = NaN)", fontsize=10)
+    axes[1].legend(fontsize=9)
+    return fig
+
+
+def cliff_figure(ws, bs, grid, path, w_cut: float, b_wall: float, b_cut, cut_loss, cut_norm) -> Figure:
+    """Three panels: ``log10 E`` over ``(w, b)`` with the wall and the descent path ``path`` (a
+    :class:`vgplib.CliffPath`) up to its longest step; ``log10 ||grad E||`` on the grid; and the
+    loss and gradient norm on the float64 slice ``b_cut`` across the wall at ``w_cut``."""
+    ws, bs = np.asarray(ws), np.asarray(bs)
+    pts = np.asarray(path.params)
+    jumps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    k = int(np.argmax(jumps))
+    fig, axes = _static_figure((10.5, 3.5), ncols=3)
+    extent = [ws[0], ws[-1], bs[0], bs[-1]]
+    im = axes[0].imshow(np.log10(np.asarray(grid.loss)), origin="lower", extent=extent, aspect="auto",
+                        cmap="viridis")
+    fig.colorbar(im, ax=axes[0], fraction=0.046)
+    axes[0].plot(*wall_line(ws), "w--", lw=1)
+    axes[0].plot(pts[: k + 1, 0], pts[: k + 1, 1], "o-", color="C1", ms=2.5, lw=1)
+    throw = (pts[k + 1] - pts[k]) / jumps[k]
+    axes[0].annotate("", xy=tuple(pts[k] + 1.9 * throw), xytext=tuple(pts[k]),
+                     arrowprops={"arrowstyle": "->", "color": "k", "lw": 1.5})
+    axes[0].text(ws[0] + 0.15, bs[-1] - 0.15,
+                 f"step {k}: thrown to\n(w, b) = ({pts[k + 1, 0]:.0f}, {pts[k + 1, 1]:.0f})",
+                 fontsize=8, va="top", bbox={"fc": "w", "ec": "0.5", "alpha": 0.85})
+    axes[0].set_title("log₁₀ E(w, b); dashed: b_wall(w)", fontsize=10)
+    axes[0].set_xlabel("w")
+    axes[0].set_ylabel("b")
+    im = axes[1].imshow(np.log10(np.asarray(grid.grad_norm)), origin="lower", extent=extent,
+                        aspect="auto", cmap="magma", vmin=-6)
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    axes[1].set_title("log₁₀ ‖∇E‖ on the grid", fontsize=10)
+    axes[1].set_xlabel("w")
+    db = (np.asarray(b_cut) - b_wall) * 1e3
+    cut_norm = np.asarray(cut_norm)
+    axes[2].semilogy(db, cut_norm, color="C3", lw=1.2)
+    i_peak = int(np.argmax(cut_norm))
+    axes[2].plot([db[i_peak]], [cut_norm[i_peak]], "v", color="C3", ms=6)  # a one-sample spike
+    axes[2].set_xlim(-2, 2)
+    axes[2].set_ylabel("‖∇E‖", color="C3")
+    twin = axes[2].twinx()
+    twin.plot(db, cut_loss, color="C0", lw=1.5)
+    twin.set_ylabel("E", color="C0")
+    axes[2].set_xlabel(f"(b − b_wall) × 10³ at w = {w_cut:g}")
+    axes[2].set_title("slice across the wall (float64)", fontsize=10)
+    return fig
+
+
+def table(header: tuple[str, ...], rows, formats: tuple[str, ...] | None = None) -> str:
+    """A small aligned text table: first column left-aligned, the others right-aligned.
+
+    ``formats`` are format specs per column (``""`` for ``str``); the result is ready to ``print``.
+    """
+    formats = formats or ("",) * len(header)
+    cells = [list(header)] + [[format(v, f) for v, f in zip(row, formats)] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- the divergence grid
@@ -357,12 +576,12 @@ def first_nonfinite_step(losses: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- cliff figure helper
 
 
-def wall_line(ws: np.ndarray, x0: float = CLIFF_X0) -> tuple[np.ndarray, np.ndarray]:
-    """``(w, b_wall(w))`` for the part of ``ws`` where the closed-form wall exists (``w sigmoid'(x0) > 1``)."""
+def wall_line(ws: np.ndarray, a0: float = CLIFF_A0) -> tuple[np.ndarray, np.ndarray]:
+    """``(w, b_wall(w))`` for the part of ``ws`` where the closed-form wall exists (``w sigmoid'(a_0) > 1``)."""
     ws = np.asarray(ws, dtype=np.float64)
-    s = 1.0 / (1.0 + math.exp(-x0))
+    s = 1.0 / (1.0 + math.exp(-a0))
     ok = ws * s * (1 - s) > 1.0 + 1e-9
-    return ws[ok], np.asarray(cliff_wall(ws[ok], x0=x0), dtype=np.float64)
+    return ws[ok], np.asarray(cliff_wall(ws[ok], a0=a0), dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- exercises
@@ -382,11 +601,11 @@ def float32_overflow_count(a: float) -> int:
     return k
 
 
-def check_overflow_count(answer) -> bool:
+def check_overflow_count(answer) -> bool | None:
     """Self-check: after how many factors 1.5 does a float32 running product first become inf?"""
     if answer is None:
         print("No answer yet: set the variable to your integer and run the cell again.")
-        return False
+        return None
     ref = float32_overflow_count(1.5)
     # An integral float such as 219.0 (e.g. from np.ceil) counts as an integer; 218.8 or "219" do not.
     number = isinstance(answer, (int, float, np.integer, np.floating)) and not isinstance(answer, (bool, np.bool_))
@@ -395,15 +614,15 @@ def check_overflow_count(answer) -> bool:
                    "solve 1.5^k > 3.4028235e38 for the smallest integer k (take logarithms).")
 
 
-def check_overflow_depth(answer, sigma_w: float = 3.0) -> bool:
-    """Self-check: the mean-field depth at which ``||dE/dx_0||`` of a unit output gradient passes 3.4e38.
+def check_overflow_depth(answer, sigma_w: float = 3.0) -> bool | None:
+    """Self-check: the mean-field depth at which ``||g_0||`` of a unit output gradient passes 3.4e38.
 
     Reference: ``L = ln(3.4e38) / (0.5 ln chi_1)`` with ``chi_1`` from :func:`vgplib.chi1` (tanh);
     answers within 2 % are accepted.
     """
     if answer is None:
         print("No answer yet: set the variable to your depth and run the cell again.")
-        return False
+        return None
     from vgplib.theory import chi1
 
     ref = math.log(FLOAT32_MAX) / (0.5 * math.log(chi1("tanh", sigma_w)))
@@ -416,15 +635,15 @@ def check_overflow_depth(answer, sigma_w: float = 3.0) -> bool:
                    "the norm grows by sqrt(chi_1) per layer: solve chi_1^(L/2) = 3.4e38 for L.")
 
 
-def check_wall(answer, w: float = 6.0) -> bool:
-    """Self-check: the bias ``b`` at which the cliff crosses ``w`` (for ``x_0 = 0.5``)."""
+def check_wall(answer, w: float = 6.0) -> bool | None:
+    """Self-check: the bias ``b`` at which the cliff crosses ``w`` (for ``a_0 = 0.5``)."""
     if answer is None:
         print("No answer yet: set the variable to your value of b and run the cell again.")
-        return False
+        return None
     ref = float(cliff_wall(w))
     try:
         value = float(answer)
     except (TypeError, ValueError):
         return report_answer(False, "", "the answer must be a number.")
     ok = abs(value - ref) <= 1e-3
-    return report_answer(ok, f"b_wall({w:g}) = {ref:.4f}", "x_0 must be a fixed point: solve x_0 = w sigmoid(x_0) + b for b.")
+    return report_answer(ok, f"b_wall({w:g}) = {ref:.4f}", "a_0 must be a fixed point: solve a_0 = w sigmoid(a_0) + b for b.")
