@@ -10,6 +10,10 @@
 * every committed chapter notebook is executed top to bottom (the book renders the committed outputs,
   ``execute_notebooks: "off"``): execution counts 1..N over the non-empty code cells, no error
   output, no stream that prints a traceback;
+* every figure a chapter stores (an image/png output or a jshtml scrubber) has alt text and a
+  caption (cell metadata ``mystnb.image.alt`` / ``scrubber(alt=...)`` and ``mystnb.figure.caption``),
+  and a scrubber's smallest text is at least ``vgplib.plots.MIN_TEXT_PX`` high at the width the book
+  shows it (the browser test measures the same on the built pages);
 * the book builds with ``-W`` in a copy of the tree into which the tool caches a test run leaves
   behind (``.pytest_cache/README.md`` and friends) have been put: every dot-folder and cache is
   excluded.
@@ -17,6 +21,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import re
@@ -216,6 +222,102 @@ def test_book_renders_committed_outputs():
     """DESIGN.md 5: nbval executes the notebooks; the book must not execute them a second time."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
     assert config["execute"]["execute_notebooks"] == "off", config["execute"]
+
+
+# --------------------------------------------------------------------------- figures: alt, caption, text size
+
+_SCRUBBER_IMG = re.compile(r'<img [^>]*id="_anim_img[^>]*>')
+_FIRST_FRAME = re.compile(r'frames\[0\] = "data:image/png;base64,([A-Za-z0-9+/=\\\n]+)"')
+
+
+def _png_width(data: bytes) -> int:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return int.from_bytes(data[16:20], "big")
+
+
+def _attr(tag: str, name: str) -> str | None:
+    m = re.search(rf'\b{name}="([^"]*)"', tag)
+    return None if m is None else html.unescape(m.group(1))
+
+
+def figure_problems(nb: dict) -> list[str]:
+    """Stored figures without alt text or caption, and scrubbers whose text is under the bar."""
+    from vgplib.plots import COLUMN_PX, MIN_TEXT_PX
+
+    problems = []
+    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    for k, cell in enumerate(code, start=1):
+        meta = cell.get("metadata", {}).get("mystnb", {}) or {}
+        caption = str((meta.get("figure") or {}).get("caption", "")).strip()
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            page = "".join(data.get("text/html", "")) if isinstance(data.get("text/html"), list) \
+                else data.get("text/html", "")
+            tags = _SCRUBBER_IMG.findall(page)
+            if "image/png" in data and not tags:
+                if not str((meta.get("image") or {}).get("alt", "")).strip():
+                    problems.append(f"code cell {k}: image without mystnb.image.alt metadata")
+                if not caption:
+                    problems.append(f"code cell {k}: image without mystnb.figure.caption metadata")
+            for tag in tags:
+                if not (_attr(tag, "alt") or "").strip():
+                    problems.append(f"code cell {k}: scrubber without alt (pass alt= to the scrubber)")
+                if not caption:
+                    problems.append(f"code cell {k}: scrubber without mystnb.figure.caption metadata")
+                dpi, font = _attr(tag, "data-dpi"), _attr(tag, "data-min-font-pt")
+                frame = _FIRST_FRAME.search(page)
+                if dpi is None or font is None or frame is None:
+                    problems.append(f"code cell {k}: scrubber without data-dpi/data-min-font-pt "
+                                    "(made by an older vgplib.widgets.scrubber: re-execute)")
+                    continue
+                if font == "none":
+                    continue
+                natural = _png_width(base64.b64decode(frame.group(1).replace("\\\n", "")))
+                px = float(font) * float(dpi) / 72 * min(natural, COLUMN_PX) / natural
+                if px < MIN_TEXT_PX - 1e-6:
+                    problems.append(
+                        f"code cell {k}: scrubber text {px:.1f} px < {MIN_TEXT_PX:g} px in the book "
+                        f"({font} pt at {dpi} dpi, {natural} px wide, shown at {min(natural, COLUMN_PX)} px)")
+    return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_stored_figure_has_alt_caption_and_readable_text(path):
+    problems = figure_problems(json.loads(path.read_text(encoding="utf8")))
+    assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
+
+
+def test_figure_check_catches_missing_alt_caption_and_small_text():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vgplib.plots import new_figure
+    from vgplib.widgets import scrubber
+
+    def make(fontsize):
+        def make_figure():
+            fig, ax = new_figure()
+            (line,) = ax.plot([0, 1], [0, 1], label="a")
+            ax.legend(fontsize=fontsize)
+            return fig, lambda k: line.set_ydata([0, k])
+        return make_figure
+
+    def cell(outputs, mystnb):
+        return {"cell_type": "code", "metadata": {"mystnb": mystnb}, "outputs": outputs}
+
+    png = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}
+    good_meta = {"image": {"alt": "A line."}, "figure": {"caption": "A line.", "name": "fig-x"}}
+    readable = scrubber(make(8), "k", [1, 2], alt="A line.").data
+    small = scrubber(make(7), "k", [1, 2], alt="A line.").data  # 7 pt at 96 dpi: 9.3 px
+    as_output = lambda page: {"output_type": "execute_result", "data": {"text/html": page}}
+    assert figure_problems({"cells": [cell([png], good_meta), cell([as_output(readable)], good_meta)]}) == []
+    for bad in ([cell([png], {"figure": good_meta["figure"]})],
+                [cell([png], {"image": good_meta["image"]})],
+                [cell([as_output(readable)], {})],
+                [cell([as_output(readable.replace('alt="A line."', 'alt=""'))], good_meta)],
+                [cell([as_output(re.sub(r' data-min-font-pt="[^"]*"', "", readable))], good_meta)],
+                [cell([as_output(small)], good_meta)]):
+        assert len(figure_problems({"cells": bad})) == 1, figure_problems({"cells": bad})
 
 
 # --------------------------------------------------------------------------- build after the tests
