@@ -159,3 +159,67 @@ def test_bad_input():
         ch03.glorot_experiment("standard", width=0)
     with pytest.raises(ValueError, match="lr"):
         ch03.adam_steady_step(1e-3, lr=-1.0)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_layer_gradient_sizes_against_per_example_jax_grad(activation):
+    digits = vgplib.load_digits()
+    x, y = digits.x_train[:7], digits.y_train[:7]
+    params = vgplib.init_mlp(jax.random.PRNGKey(2), [64, 9, 9, 9, 10], init="standard")
+    sizes = ch03.layer_gradient_sizes(params, x, y, activation)
+
+    def cost(p, xb, yb):  # one example, the loss of vgplib.train_mlp
+        logits = vgplib.mlp_forward(p, xb, activation, linear_output=True)
+        return -jax.nn.log_softmax(logits)[yb]
+
+    g = jax.jit(jax.vmap(jax.grad(cost), in_axes=(None, 0, 0)))(params, jnp.asarray(x), jnp.asarray(y))
+    trace = vgplib.mlp_forward(params[:-1], jnp.asarray(x), activation, return_all=True)
+    for l in range(len(params)):
+        d = np.asarray(g[l]["b"], np.float64)  # dE_b/db_l = delta_l
+        w = np.asarray(g[l]["W"], np.float64)
+        h = np.asarray(trace[1][l], np.float64)  # h_{l-1} (layer l + 1 in the book's numbering)
+        np.testing.assert_allclose(sizes["delta"][l], np.sqrt(np.mean(np.sum(d**2, -1))), rtol=1e-4)
+        np.testing.assert_allclose(sizes["dW"][l], np.sqrt(np.mean(np.sum(w**2, (-2, -1)))), rtol=1e-4)
+        np.testing.assert_allclose(sizes["h_prev"][l], np.sqrt(np.mean(np.sum(h**2, -1))), rtol=1e-6)
+    with pytest.raises(ValueError, match="activation"):
+        ch03.layer_gradient_sizes(params, x, y, "gelu")
+
+
+def test_depth_profiles_figure_and_scrubber_alt():
+    sigmas = {"sigmoid": 1.0, "relu": math.sqrt(2.0)}
+    profiles = {a: ch03.gradient_profile(a, s, 4) for a, s in sigmas.items()}
+    fig = ch03.depth_profiles_figure(profiles, sigmas)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    html = ch03.gradient_scrubber("sigmoid", depth=3, sigmas=(0.5, 1.0)).data
+    assert 'alt="Gradient norm against layer (log scale) in a sigmoid network of depth 3' in html
+    html = ch03.gradient_scrubber("tanh", depth=3, sigmas=(0.5, 1.0), alt="A specific sentence.").data
+    assert 'alt="A specific sentence."' in html
+
+
+def _smallest_text_px(fig, dpi=None):
+    """Height in CSS pixels of the figure's smallest text when its PNG is shown in the book's column
+    (688 px at most): ``pt * dpi / 72``, scaled down when the PNG is wider than the column."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    dpi = fig.dpi if dpi is None else dpi
+    FigureCanvasAgg(fig).draw()
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) * dpi / 72 * min(1.0, 688 / (fig.get_figwidth() * dpi))
+
+
+def test_figures_text_is_at_least_10_px_in_the_book():
+    sigmas = {"sigmoid": 1.0, "tanh": 1.0, "relu": math.sqrt(2.0)}
+    profiles = {a: ch03.gradient_profile(a, s, 6) for a, s in sigmas.items()}
+    assert _smallest_text_px(ch03.depth_profiles_figure(profiles, sigmas)) >= 10
+    r = ch03.glorot_experiment("standard", width=8, n_hidden=2, batch=4)
+    assert _smallest_text_px(ch03.glorot_histograms({"standard": r, "normalized": r})) >= 10
+    assert _smallest_text_px(ch03.glorot_variances({"standard": r})) >= 10
+    params = vgplib.init_mlp(jax.random.PRNGKey(0), [4, 5, 3], init="glorot_uniform")
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (12, 4)), np.float32)
+    y = (np.arange(12) % 3).astype(np.int32)
+    _, h = vgplib.train_mlp(params, x, y, vgplib_optimizer(), activation="tanh", steps=4, record_every=2)
+    assert _smallest_text_px(ch03.training_figure({"a": h, "b": h}, per_layer=("a", "b"))) >= 10
+    fig, update = ch03.make_gradient_figure()
+    update(depth=20, sigma_w=1.0, activation="tanh")
+    assert _smallest_text_px(fig, dpi=100) >= 10  # the scrubber's frames are drawn at dpi 100

@@ -1,23 +1,29 @@
 """Chapter 3, *Deep feedforward networks*: its live panel, its experiments' helpers and its exercises.
 
-The live panel measures, at initialization, the back-propagated gradient ``||dE/dx_l||`` and the
-weight gradient ``||dE/dW_l||`` at every layer of an MLP ``x_l = phi(W_l x_{l-1})`` with
+Notation (DESIGN.md 2b): ``a_l = W_l h_{l-1} + b_l`` is the pre-activation, ``h_l = phi(a_l)`` the
+activation, ``h_0 = x``; ``g_l = dE/dh_l`` is the back-propagated gradient and
+``delta_l = dE/da_l = phi'(a_l) * g_l`` the error signal, so ``dE/dW_l = delta_l h_{l-1}^T``.
+
+The live panel measures, at initialization, the back-propagated gradient ``||g_l||`` and the
+weight gradient ``||dE/dW_l||`` at every layer of an MLP ``h_l = phi(W_l h_{l-1})`` with
 ``W_l = sigma_w Z_l / sqrt(n)`` (``Z_l`` a fixed standard-normal matrix, no biases) for the loss
-``E = u . x_L`` (``u`` a fixed unit vector), and draws two mean-field predictions over it
+``E = u . h_L`` (``u`` a fixed unit vector), and draws two mean-field predictions over it
 (Poole et al. 2016; Schoenholz et al. 2017):
 
-    E||dE/dx_l||^2 = prod_{k=l+1}^{L} chi_1(q_k),       chi_1(q) = sigma_w^2 E_z[phi'(sqrt(q) z)^2],
+    E||g_l||^2 = prod_{k=l+1}^{L} chi_1(q_k) ||g_L||^2,   chi_1(q) = sigma_w^2 E_z[phi'(sqrt(q) z)^2],
 
 once with every ``q_k`` at the fixed point ``q*`` (the textbook ``chi_1^(L-l)``) and once with the
-``q_k`` of the actual recursion ``q_1 = sigma_w^2 E[x_0^2]``, ``q_{k+1} = sigma_w^2 E[phi(sqrt(q_k) z)^2]``.
-Everything (network, backward sweep in log space, Gauss-Hermite theory) is one jitted function with
-a fixed maximum depth and a mask, and the activation is an index into ``lax.switch``, so no slider
-move compiles. The back-propagated gradient is renormalized after every layer and its scale kept
-as a logarithm, so values far below float32's smallest normal number are drawn exactly (and flagged).
+``q_k`` of the actual recursion ``q_1 = sigma_w^2 E[h_0^2]``, ``q_{k+1} = sigma_w^2 E[phi(sqrt(q_k) z)^2]``.
+Everything (network, backward sweep in log space, theory) is one jitted function with a fixed
+maximum depth and a mask, and the activation is a traced index, so no slider move compiles. The
+back-propagated gradient is renormalized after every layer and its scale kept as a logarithm, so
+values far below float32's smallest normal number are drawn exactly (and flagged).
 
-The other helpers serve the chapter's two experiments: back-propagated gradients of a tanh MLP with
-five hidden layers under the "standard" and the normalized (Glorot) initialization (Glorot &
-Bengio 2010, section 4.2 and figures 7-8), and the figures of the training runs on the digits.
+The other helpers serve the chapter's experiments: error signals of a tanh MLP with five hidden
+layers under the "standard" and the normalized (Glorot) initialization (Glorot & Bengio 2010,
+section 4.2 and figures 7-8), the per-layer sizes ``||delta_l||``, ``||h_{l-1}||`` and
+``||dE/dW_l||`` that explain why the weight gradient stays level for tanh but not for the sigmoid,
+and the figures of the training runs on the digits.
 """
 
 from __future__ import annotations
@@ -192,9 +198,9 @@ def panel_data(width: int = PANEL_WIDTH, batch: int = PANEL_BATCH, max_depth: in
 def gradient_profile(activation: str, sigma_w: float, depth: int) -> dict[str, np.ndarray | float]:
     """The panel's numbers for one setting, as NumPy float64 **log10** values.
 
-    Keys: ``dx`` ``(depth+1,)`` measured batch-RMS ``||dE/dx_l||``, ``l = 0..depth``; ``dw`` ``(depth,)``
-    measured ``||dE/dW_l||``, ``l = 1..depth``; ``theory_layer``, ``theory_fixed`` ``(depth+1,)``
-    the mean-field predictions of ``||dE/dx_l||`` (layer-wise ``q_k`` and fixed point ``q*``);
+    Keys: ``dx`` ``(depth+1,)`` measured batch-RMS ``||g_l|| = ||dE/dh_l||``, ``l = 0..depth``; ``dw``
+    ``(depth,)`` measured ``||dE/dW_l||``, ``l = 1..depth``; ``theory_layer``, ``theory_fixed``
+    ``(depth+1,)`` the mean-field predictions of ``||g_l||`` (layer-wise ``q_k`` and fixed point ``q*``);
     ``chi_star`` and ``q_star`` (plain numbers, from the jitted float32 Gauss-Hermite theory).
     """
     check_name("activation", activation, PANEL_ACTIVATIONS)
@@ -217,13 +223,13 @@ def gradient_profile(activation: str, sigma_w: float, depth: int) -> dict[str, n
 
 
 def make_gradient_figure() -> tuple[Figure, object]:
-    """The panel: measured ``||dE/dx_l||`` (dots), ``||dE/dW_l||`` (squares) and both predictions.
+    """The panel: measured ``||g_l|| = ||dE/dh_l||`` (dots), ``||dE/dW_l||`` (squares), both predictions.
 
     ``update(depth, sigma_w, activation)`` redraws in place and returns a status string when a
     measured gradient leaves float32's range (underflow below 1.2e-38, overflow above 3.4e38; the
     panel computes in log space, a float32 backward pass would return 0 or inf).
     """
-    fig, ax = new_figure(figsize=(6.0, 3.4), dpi=72, margins={"left": 0.17, "top": 0.78, "bottom": 0.15})
+    fig, ax = new_figure(figsize=(6.0, 3.4), dpi=72, margins={"left": 0.19, "top": 0.78, "bottom": 0.15})
     ax.set_yscale("log")
     # few ticks, no minor ticks: a log axis over 50 decades otherwise draws hundreds of them
     # (the PNG render took about 4x longer)
@@ -234,16 +240,17 @@ def make_gradient_figure() -> tuple[Figure, object]:
     ax.set_xlim(-1, MAX_DEPTH + 1)
     ax.set_xlabel("layer $l$ (0 = input)")
     ax.set_ylabel("gradient norm")
+    ax.yaxis.set_label_coords(-0.15, 0.5)  # clear of the widest tick label, "1e-45"
     ax.axhline(FLOAT32_TINY, color="0.5", lw=0.8, ls=":")
     ax.axhline(FLOAT32_MAX, color="0.5", lw=0.8, ls=":")
     ax.axhline(1.0, color="0.8", lw=0.6)
     ax.grid(True, which="major", axis="y", alpha=0.3)
-    (dx_line,) = ax.plot([], [], "o", ms=3.5, label="measured ‖∂E/∂x_l‖")
+    (dx_line,) = ax.plot([], [], "o", ms=3.5, label="measured ‖∂E/∂h_l‖")
     (dw_line,) = ax.plot([], [], "s", ms=3, mfc="none", color="0.35", label="measured ‖∂E/∂W_l‖")
     (layer_line,) = ax.plot([], [], "-", lw=1.2, color="k", alpha=0.7, label=r"theory, layer-wise $q_k$")
     (fixed_line,) = ax.plot([], [], "--", lw=1.2, color="k", label=r"theory $\chi_1^{(L-l)/2}$ at $q^*$")
     # The legend sits above the axes, clear of the data, so a live panel can freeze it into pixels.
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False, ncol=2)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=2)
     title = ax.set_title(" ", fontsize=9, y=1.2)
     Z, x0, u = panel_data()
     for i in range(len(PANEL_ACTIVATIONS)):  # warm-up: the single compilation happens here
@@ -264,7 +271,7 @@ def make_gradient_figure() -> tuple[Figure, object]:
         # plain text (no mathtext parsing on every move)
         title.set_text(
             f"{activation}, \u03c3_w = {sigma_w:.2f}, L = {depth}:  \u03c7\u2081(q*) = {prof['chi_star']:.3g},"
-            f"  |dE/dx_0| \u2248 1e{prof['dx'][0]:.1f}"
+            f"  \u2016g\u2080\u2016 \u2248 1e{prof['dx'][0]:.1f}"
         )
         low = min(prof["dx"].min(), prof["dw"].min())
         high = max(prof["dx"].max(), prof["dw"].max())
@@ -297,11 +304,95 @@ def gradient_panel() -> LivePanel:
     return LivePanel(make_gradient_figure, gradient_controls(), freeze_legend=True)
 
 
-def gradient_scrubber(activation: str = "tanh", depth: int = MAX_DEPTH, sigmas=SCRUBBER_SIGMAS):
-    """The kernel-free twin of :func:`gradient_panel`: a jshtml scrubber over ``sigma_w``."""
+def gradient_scrubber(activation: str = "tanh", depth: int = MAX_DEPTH, sigmas=SCRUBBER_SIGMAS,
+                      alt: str | None = None, dpi: int = 100):
+    """The kernel-free twin of :func:`gradient_panel`: a jshtml scrubber over ``sigma_w``.
+
+    ``alt`` is the frames' alt text; by default a sentence naming the activation, the depth and the
+    ``sigma_w`` range, and what the frames show. ``dpi`` 100 draws a 600-pixel-wide frame, so that
+    its text is at least 10 pixels high at the book's column width.
+    """
     check_name("activation", activation, PANEL_ACTIVATIONS)
-    return scrubber(make_gradient_figure, "sigma_w", values=[float(s) for s in sigmas],
-                    fixed={"depth": int(depth), "activation": activation})
+    values = [float(s) for s in sigmas]
+    if alt is None:
+        alt = (f"Gradient norm against layer (log scale) in a {activation} network of depth {int(depth)} at "
+               f"initialization, one frame per sigma_w from {min(values):g} to {max(values):g}: measured "
+               "back-propagated and weight gradients with the layer-wise and fixed-point mean-field "
+               "predictions, showing how the change of the gradient per layer depends on sigma_w.")
+    return scrubber(make_gradient_figure, "sigma_w", values=values,
+                    fixed={"depth": int(depth), "activation": activation}, alt=alt, dpi=dpi)
+
+
+def depth_profiles_figure(profiles: Mapping[str, dict], sigmas: Mapping[str, float]) -> Figure:
+    """One panel per activation: measured ``||g_l||`` and ``||dE/dW_l||`` with both predictions.
+
+    ``profiles`` maps an activation to :func:`gradient_profile`'s output, ``sigmas`` to its
+    ``sigma_w``. The fixed-point line is ``chi_1(q*)^((L-l)/2)`` with ``chi_1(q*)`` from
+    :func:`vgplib.chi1` (float64), the layer-wise line the profile's ``theory_layer``.
+    """
+    from vgplib.theory import chi1
+
+    fig, axes = new_figure(figsize=(7.1, 3.1), dpi=96, ncols=len(profiles),
+                           margins={"left": 0.09, "right": 0.99, "bottom": 0.15, "top": 0.86, "wspace": 0.32})
+    for ax, (act, p) in zip(np.atleast_1d(axes), profiles.items()):
+        depth = len(p["dw"])
+        layers = np.arange(depth + 1)
+        chi = chi1(act, sigmas[act])
+        fixed = 0.5 * (depth - layers) * math.log10(chi)
+        ax.semilogy(layers, 10 ** p["dx"], "o", ms=3, color=_COLORS[act],
+                    label=r"$\|g_l\| = \|\partial E/\partial h_l\|$")
+        ax.semilogy(layers[1:], 10 ** p["dw"], "s", ms=2.5, mfc="none", color="0.4",
+                    label=r"$\|\partial E/\partial W_l\|$")
+        ax.semilogy(layers, 10 ** p["theory_layer"], "-", color="k", alpha=0.7, label="theory, layer-wise")
+        ax.semilogy(layers, 10 ** fixed, "--", color="k", label=r"theory, $\chi_1(q^*)$")
+        ax.set_title(f"{act}, $\\sigma_w$ = {sigmas[act]:.3g}\n$\\chi_1(q^*)$ = {chi:.3g}", fontsize=9)
+        ax.set_xlabel("layer $l$")
+        ax.grid(alpha=0.3)
+    axes = np.atleast_1d(axes)
+    axes[len(axes) // 2].legend(fontsize=8, frameon=False, loc="lower right")  # tanh: an empty corner
+    return fig
+
+
+def layer_gradient_sizes(params, x: Array, y: Array, activation: str) -> dict[str, np.ndarray]:
+    """Per layer, the three sizes in ``dE_b/dW_l = delta_l h_{l-1}^T`` for each example, RMS over examples.
+
+    The network is ``mlp_forward(params, x, activation, linear_output=True)`` with the per-example
+    softmax cross-entropy ``E_b`` (as in :func:`vgplib.train_mlp`). ``delta_l`` comes from
+    :func:`vgplib.backprop_deltas` on the hidden layers with ``g_{L-1} = W_L^T (softmax - onehot)``,
+    then ``delta_L = softmax - onehot``. Since ``dE_b/dW_l`` is the outer product of ``delta_l`` and
+    ``h_{l-1}``, ``||dE_b/dW_l||_F = ||delta_l|| ||h_{l-1}||`` exactly. Returns float64 arrays of
+    length ``L``: ``delta`` (RMS ``||delta_l||``), ``h_prev`` (RMS ``||h_{l-1}||``) and ``dW``
+    (RMS ``||dE_b/dW_l||_F``), layer ``l = 1..L`` at index ``l - 1``.
+    """
+    from vgplib.gradients import backprop_deltas
+    from vgplib.networks import mlp_forward
+
+    check_name("activation", activation, PANEL_ACTIVATIONS)
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
+
+    @jax.jit  # one compilation instead of one per eager operation
+    def sweep(params, x, y):
+        inputs = mlp_forward(params[:-1], x, activation, return_all=True)[1]  # h_0 = x, ..., h_{L-1}
+        logits = dense(params[-1], inputs[-1])
+        delta_out = jax.nn.softmax(logits) - jax.nn.one_hot(y, logits.shape[-1])
+        g_hidden = jnp.matmul(delta_out, params[-1]["W"], precision=jax.lax.Precision.HIGHEST)
+        return [*backprop_deltas(params[:-1], x, g_hidden, activation), delta_out], inputs
+
+    deltas, inputs = sweep(params, x, y)
+
+    def rms(v):
+        return np.sqrt(np.mean(np.sum(np.asarray(v, np.float64) ** 2, axis=-1)))
+
+    def rms_product(d, h):
+        sq = np.sum(np.asarray(d, np.float64) ** 2, -1) * np.sum(np.asarray(h, np.float64) ** 2, -1)
+        return np.sqrt(np.mean(sq))
+
+    return {
+        "delta": np.array([rms(d) for d in deltas]),
+        "h_prev": np.array([rms(h) for h in inputs]),
+        "dW": np.array([rms_product(d, h) for d, h in zip(deltas, inputs)]),
+    }
 
 
 # --------------------------------------------------------------------------- Glorot & Bengio (2010)
@@ -309,11 +400,11 @@ def gradient_scrubber(activation: str = "tanh", depth: int = MAX_DEPTH, sigmas=S
 
 @functools.partial(jax.jit, static_argnames=("n_hidden",))
 def _glorot_kernel(params, x: Array, y: Array, n_hidden: int):
-    """Per-example back-propagated gradients ``dCost_b/dh_l`` for the hidden layers, by autodiff.
+    """Per-example error signals ``delta_l = dCost_b/da_l`` for every layer, by autodiff.
 
-    A zero perturbation ``e_l`` is added to every pre-activation, ``h_l + e_l``; the gradient of
-    ``sum_b Cost_b`` with respect to ``e_l`` has row ``b`` equal to ``dCost_b/dh_l`` (per example).
-    Also returns the inputs ``x_{l-1}`` of every layer.
+    A zero perturbation ``e_l`` is added to every pre-activation, ``a_l + e_l``; the gradient of
+    ``sum_b Cost_b`` with respect to ``e_l`` has row ``b`` equal to ``dCost_b/da_l`` (per example).
+    Also returns the inputs ``h_{l-1}`` of every layer.
     """
 
     def cost(eps):
@@ -331,17 +422,18 @@ def _glorot_kernel(params, x: Array, y: Array, n_hidden: int):
 
 
 def glorot_experiment(init: str, width: int = 1000, n_hidden: int = 5, batch: int = 256, seed: int = 0) -> dict:
-    """Back-propagated and weight gradients of a tanh MLP at initialization, on digits, per layer.
+    """Error signals and weight gradients of a tanh MLP at initialization, on digits, per layer.
 
     Network ``64 -> width x n_hidden -> 10`` (tanh hidden layers, softmax cross-entropy), weights from
     :func:`vgplib.init_mlp` with ``init`` (``"standard"`` or ``"glorot_uniform"``), zero biases; the
     first ``batch`` training digits. Returns NumPy arrays:
 
-    - ``deltas``: list of ``(batch, width)`` back-propagated gradients ``dCost_b/dh_l``, hidden layers;
+    - ``deltas``: list of ``(batch, width)`` error signals ``delta_l = dCost_b/da_l``, hidden layers
+      (Glorot & Bengio's "back-propagated gradients" ``dCost/ds^i``, ``s^i`` their pre-activation);
     - ``var_delta`` ``(n_hidden,)``: their variance over examples and units;
     - ``var_wgrad`` ``(n_hidden + 1,)``: variance of the per-example weight gradients
-      ``dCost_b/dW_{l,ij} = delta_{b,i} x_{l-1,b,j}`` over ``b, i, j`` (closed form, not materialized);
-    - ``var_act`` ``(n_hidden,)``: variance of the hidden activations ``x_l``.
+      ``dCost_b/dW_{l,ij} = delta_{l,b,i} h_{l-1,b,j}`` over ``b, i, j`` (closed form, not materialized);
+    - ``var_act`` ``(n_hidden,)``: variance of the hidden activations ``h_l``.
     """
     check_name("init", init, ("standard", "glorot_uniform", "glorot_normal", "he", "gaussian"))
     width = check_positive_int("width", width)
@@ -369,15 +461,15 @@ def glorot_experiment(init: str, width: int = 1000, n_hidden: int = 5, batch: in
 
 
 def glorot_histograms(results: Mapping[str, dict], bins: int = 81) -> Figure:
-    """Normalized histograms of the back-propagated gradients per hidden layer, one row per init.
+    """Normalized histograms of the error signals ``delta_l`` per hidden layer, one row per init.
 
     The counterpart of Glorot & Bengio (2010), figure 7. ``results`` maps a label to the output of
     :func:`glorot_experiment`. Each row has its own x range, 4 standard deviations of its widest
     layer, so that the layers of one initialization can be compared with each other.
     """
     labels = list(results)
-    fig, axes = new_figure(figsize=(6.5, 2.4 * len(labels)), dpi=80, nrows=len(labels), ncols=1,
-                           margins={"left": 0.1, "right": 0.97, "top": 0.93, "bottom": 0.12, "hspace": 0.45})
+    fig, axes = new_figure(figsize=(6.5, 2.4 * len(labels)), dpi=96, nrows=len(labels), ncols=1,
+                           margins={"left": 0.1, "right": 0.97, "top": 0.93, "bottom": 0.15, "hspace": 0.5})
     axes = np.atleast_1d(axes)
     cmap = ["#08306b", "#2171b5", "#6baed6", "#fd8d3c", "#d94801", "#7f2704"]
     for ax, label in zip(axes, labels):
@@ -390,28 +482,29 @@ def glorot_histograms(results: Mapping[str, dict], bins: int = 81) -> Figure:
         ax.set_xlim(-limit, limit)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
         ax.set_ylabel("fraction", fontsize=8)
-    axes[0].legend(fontsize=7, frameon=False, ncol=1, loc="upper left")
-    axes[-1].set_xlabel(r"back-propagated gradient $\partial\,\mathrm{Cost}/\partial h_{l,i}$ (clipped to the range)")
+    axes[0].legend(fontsize=8, frameon=False, ncol=1, loc="upper left")
+    axes[-1].set_xlabel(r"error signal $\delta_{l,i} = \partial\,\mathrm{Cost}/\partial a_{l,i}$"
+                        " (clipped to the range)")
     return fig
 
 
 def glorot_variances(results: Mapping[str, dict]) -> Figure:
-    """Per-layer variances (log scale): back-propagated gradients (left), weight gradients (right)."""
-    fig, (a1, a2) = new_figure(figsize=(7.0, 2.8), dpi=80, ncols=2,
+    """Per-layer variances (log scale): error signals ``delta_l`` (left), weight gradients (right)."""
+    fig, (a1, a2) = new_figure(figsize=(7.0, 2.8), dpi=96, ncols=2,
                                margins={"left": 0.1, "right": 0.98, "top": 0.88, "bottom": 0.17, "wspace": 0.3})
     styles = ["o-", "s--", "^-."]
     for style, (label, r) in zip(styles, results.items()):
         n_hidden = len(r["var_delta"])
         a1.semilogy(np.arange(1, n_hidden + 1), r["var_delta"], style, ms=4, label=label)
         a2.semilogy(np.arange(1, n_hidden + 2), r["var_wgrad"], style, ms=4, label=label)
-    a1.set_title(r"Var$(\partial\,\mathrm{Cost}/\partial h_l)$", fontsize=9)
+    a1.set_title(r"Var$(\delta_l)$, $\delta_l = \partial\,\mathrm{Cost}/\partial a_l$", fontsize=9)
     a2.set_title(r"Var$(\partial\,\mathrm{Cost}/\partial W_l)$ (per example)", fontsize=9)
     for ax in (a1, a2):
         ax.set_xlabel("layer $l$")
         ax.grid(alpha=0.3)
     a2.set_xticks(np.arange(1, n_hidden + 2))
     a2.set_xticklabels([str(i) for i in range(1, n_hidden + 1)] + ["out"])
-    a1.legend(fontsize=7, frameon=False)
+    a1.legend(fontsize=8, frameon=False)
     return fig
 
 
@@ -426,16 +519,17 @@ def training_figure(histories: Mapping[str, TrainHistory], per_layer: tuple[str,
     for name in per_layer:
         if name not in histories:
             raise ValueError(f"per_layer names {name!r}, which is not in histories {list(histories)}")
-    fig, axes = new_figure(figsize=(9.0, 3.2), dpi=80, ncols=3,
-                           margins={"left": 0.07, "right": 0.98, "top": 0.85, "bottom": 0.16, "wspace": 0.32})
+    fig, axes = new_figure(figsize=(7.1, 3.2), dpi=96, ncols=3,
+                           margins={"left": 0.07, "right": 0.99, "top": 0.85, "bottom": 0.15, "wspace": 0.36})
     for name, h in histories.items():
         axes[0].plot(h.step, h.loss, label=name)
     axes[0].axhline(math.log(10), color="0.5", lw=0.8, ls=":")
-    axes[0].text(h.step[-1], math.log(10) * 1.04, r"$\ln 10$ (chance)", ha="right", va="bottom", fontsize=7, color="0.4")
-    axes[0].set_ylim(0, 2.8)
+    axes[0].text(h.step[-1], math.log(10) * 1.04, r"$\ln 10$ (chance)", ha="right", va="bottom", fontsize=8,
+                 color="0.4")
+    axes[0].set_ylim(0, 3.6)  # room for the legend above the curves
     axes[0].set_xlabel("step")
     axes[0].set_title("training loss", fontsize=9)
-    axes[0].legend(fontsize=7, frameon=False)
+    axes[0].legend(fontsize=8, frameon=False, loc="upper right")
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"]
@@ -446,7 +540,7 @@ def training_figure(histories: Mapping[str, TrainHistory], per_layer: tuple[str,
             wc = np.where(h.weight_change[:, l] > 0, h.weight_change[:, l], np.nan)
             ax.semilogy(h.step, wc, color=cmap(l / max(L - 1, 1)), lw=1.0)
         ax.set_title(f"{name}:\n" + r"$\|W_l(t) - W_l(0)\| / \|W_l(0)\|$", fontsize=8)
-        ax.set_xlabel(f"step (dark: layer 1, yellow: layer {L})", fontsize=8)
+        ax.set_xlabel(f"step (dark: layer 1, yellow: {L})", fontsize=8)
         ax.set_ylim(1e-13, 1e1)
         ax.grid(alpha=0.3)
     return fig
@@ -459,7 +553,7 @@ def check_backward_limit(a) -> bool:
     """Self-check: the half-width ``a`` of ``U[-a, a]`` that keeps the back-propagated variance of a
     tanh layer (linear regime) with ``n_in = 64`` inputs and ``n_out = 1000`` units constant.
 
-    Backward, ``Var(dCost/dx_{l-1}) = n_out Var(W) Var(dCost/dh_l)`` and ``Var(U[-a, a]) = a^2 / 3``,
+    Backward, ``Var(dCost/dh_{l-1}) = n_out Var(W) Var(dCost/da_l)`` and ``Var(U[-a, a]) = a^2 / 3``,
     so ``a = sqrt(3 / n_out)``. Prints a verdict and returns ``True``/``False``.
     """
     if a is None:
@@ -476,7 +570,7 @@ def check_backward_limit(a) -> bool:
 
 
 def check_depth_to_vanish(depth) -> bool:
-    """Self-check: the smallest depth ``L`` at which ``||dE/dx_0|| / ||dE/dx_L|| = chi_1^(L/2)`` falls
+    """Self-check: the smallest depth ``L`` at which ``||g_0|| / ||g_L|| = chi_1^(L/2)`` falls
     below ``1e-7`` for a sigmoid network with the standard init (``sigma_w^2 = 1/3``, ``chi_1`` from
     :func:`vgplib.chi1` at ``q*``). Prints a verdict and returns ``True``/``False``.
     """
