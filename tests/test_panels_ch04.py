@@ -128,6 +128,9 @@ def test_cobweb_panel_reports_underflow_and_zero():
     (lambda: ch04.bptt_curves(1.0, "tanh", ch04.T_MAX + 1), ValueError),
     (lambda: ch04.fixed_points(float("nan"), 0.0), ValueError),
     (lambda: ch04.cobweb_curves("1", 0.0), TypeError),
+    (lambda: ch04.cobweb_curves(6.0, -2.0, h0=1.0), ValueError),
+    (lambda: ch04.adding_experiment(lengths=(6, 4)), ValueError),
+    (lambda: ch04.adding_experiment(steps=120), ValueError),
     (lambda: ch04.bptt_scrubber(activation="gelu"), ValueError),
 ])
 def test_bad_input_is_rejected(call, error):
@@ -147,8 +150,57 @@ def test_exercise_checks_accept_right_and_reject_wrong_answers(capsys):
 
 @pytest.mark.parametrize(
     "call",
-    [lambda: ch04.check_thresholds("1", 4), lambda: ch04.check_bifurcation(True), lambda: ch04.check_baseline(None, 0.1)],
+    [lambda: ch04.check_thresholds("1", 4), lambda: ch04.check_bifurcation(True), lambda: ch04.check_baseline([1], 0.1)],
 )
 def test_exercise_checks_reject_non_numbers(call):
     with pytest.raises(TypeError, match="must be a number"):
         call()
+
+
+def test_exercise_checks_without_an_answer_print_a_neutral_prompt(capsys):
+    assert not ch04.check_thresholds() and not ch04.check_bifurcation() and not ch04.check_baseline()
+    assert not ch04.check_thresholds(1.0, None)
+    out = capsys.readouterr().out
+    assert out.count("Enter your answer") == 4 and "Not yet" not in out and "Correct" not in out
+
+
+def test_cobweb_from_another_start_and_the_fold_path():
+    w, b_fold = vgplib.recurrent.sigmoid_neuron_fold((1 - math.sqrt(1 / 3)) / 2)
+    assert float(w) == pytest.approx(6.0) and ch04.FOLD_PATH_W == 6.0
+    lo, hi = min(ch04.FOLD_PATH_B), max(ch04.FOLD_PATH_B)
+    assert lo < -6.0 - float(b_fold) < float(b_fold) < hi  # the path crosses both fold branches
+    c = ch04.cobweb_curves(6.0, -2.585, h0=ch04.FOLD_PATH_H0)
+    assert c["hs"][0] == pytest.approx(ch04.FOLD_PATH_H0) and c["hs"][-1] < 0.25  # held by the lower point
+    assert c["log10_abs"][-1] > -3  # at the fold the gradient survives 40 steps
+    assert ch04.cobweb_curves(6.0, -2.0, h0=0.05)["log10_abs"][-1] < -25  # saturated upper point
+    assert isinstance(ch04.make_fold_figure(), Figure)
+
+
+def test_adding_predict_is_the_unpadded_recurrence_and_eps_gives_delta():
+    params = vgplib.init_rnn(jax.random.key(3), 2, 5, sigma_b=0.2)
+    params = dict(params, v=jnp.linspace(-1, 1, 5), c=jnp.asarray(0.3))
+    task = vgplib.adding_problem(jax.random.key(4), 6, 3)
+    T_max = 9
+    xs = jnp.pad(task.inputs, ((0, 0), (T_max - 6, 0), (0, 0)))
+    pred = ch04.adding_predict(params, xs, T_max - 6)
+    core = {k: params[k] for k in ("W", "U", "b")}
+    h_T = vgplib.unroll(core, task.inputs)[:, -1]
+    np.testing.assert_allclose(pred, h_T @ params["v"] + params["c"], rtol=1e-5, atol=1e-6)
+    # d(loss)/d(eps_t) is delta_t = dE/da_t: the step-t term of dE/db from vgplib.bptt_contributions.
+    y = task.targets
+    eps = jnp.zeros((3, T_max, 5))
+    d = jax.grad(lambda e: ch04._adding_mse(params, xs, y, T_max - 6, e))(eps)
+    g = 2.0 * (pred - y)[:, None] * params["v"][None, :] / 3  # dE/dh_T of the batch MSE
+    terms = vgplib.bptt_contributions(core, task.inputs, grad_output=g)
+    np.testing.assert_allclose(d[:, T_max - 6:].sum(0), terms["b"], rtol=1e-4, atol=1e-7)
+    assert np.all(d[:, : T_max - 6] == 0)  # padding steps carry no gradient
+
+
+def test_adding_experiment_small_run():
+    run = ch04.adding_experiment(lengths=(4, 6), seeds=(0, 1), steps=100, checkpoints=(50, 100), n_eval=64)
+    assert run.test_ratio.shape == (2, 2) and run.history.shape == (2, 100, 2)
+    assert run.transmission.shape == (2, 2, 2, 6) and run.first_vs_second.shape == (2, 2, 2)
+    assert np.all(run.transmission[..., 0] == 0)               # lag 0: delta_T / delta_T
+    assert np.all(np.isnan(run.transmission[:, :, 0, 4:]))    # T = 4 has lags 0..3 only
+    assert np.all(np.isfinite(run.test_ratio)) and np.all(run.history[:, 0] > 0.3)
+    assert run.params["W"].shape == (2, 2, 2, 16, 16)

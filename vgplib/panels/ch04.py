@@ -2,7 +2,7 @@
 
 Two live panels (registered as ``"ch04.bptt"`` and ``"ch04.cobweb"``) and their scrubber twins:
 
-* :func:`bptt_panel`: a vanilla RNN ``h_t = phi(W h_{t-1} + U x_t + b)`` (Elman 1990) with a fixed
+* :func:`bptt_panel`: a vanilla RNN ``a_t = W h_{t-1} + U x_t + b``, ``h_t = phi(a_t)`` (Elman 1990), with a fixed
   random ``W = rho * W_0`` (``W_0`` Gaussian, rescaled to spectral radius exactly 1) driven by a fixed
   input sequence. Left: the heat map ``log10 ||d h_t / d h_k||_F`` over ``0 <= k <= t <= T``, with
 
@@ -16,7 +16,11 @@ Two live panels (registered as ``"ch04.bptt"`` and ``"ch04.cobweb"``) and their 
 * :func:`cobweb_panel`: the one-neuron map ``h <- sigmoid(w h + b)``: a cobweb plot of the orbit from
   ``h_0 =`` :data:`COBWEB_H0` and the exact ``d h_t / d h_0 = prod_s w sigmoid'(w h_{s-1} + b)`` (by
   forward-mode autodiff in float32, and as a log-space sum), which collapses once the orbit is trapped
-  at a saturated fixed point (Bengio, Simard & Frasconi 1994).
+  at a saturated fixed point (Bengio, Simard & Frasconi 1994). The per-step factor at a fixed point is
+  1 exactly on the fold curve :func:`vgplib.recurrent.sigmoid_neuron_fold`; :func:`make_fold_figure`
+  draws it with the bistable region in the ``(w, b)`` plane.
+* :func:`adding_experiment`: vanilla tanh RNNs trained on the adding problem for several lengths and
+  seeds, with the error signal ``delta_t = dE/da_t`` measured per lag during training.
 
 Each computation is ONE ``jax.jit`` function with fixed shapes: the RNN always runs :data:`T_MAX`
 steps and the slider ``T`` only selects the rows shown (``h_t`` for ``t <= T`` does not depend on
@@ -27,17 +31,19 @@ activation is an index into ``jax.lax.switch``. So no slider move compiles.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import NamedTuple
 
 import ipywidgets
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from matplotlib.ticker import MaxNLocator
 
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import get_activation
-from vgplib.data import ADDING_BASELINE_MSE
+from vgplib.data import ADDING_BASELINE_MSE, adding_problem
 from vgplib.jacobians import _log_sweep
 from vgplib.plots import (
     FLOAT32_MAX,
@@ -46,7 +52,7 @@ from vgplib.plots import (
     freeze_decorations,
     new_figure,
 )
-from vgplib.recurrent import _pairwise, init_rnn
+from vgplib.recurrent import _pairwise, init_rnn, sigmoid_neuron_fold
 from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
 T_MAX = 80  #: steps of the fixed-shape RNN (the T slider's maximum)
@@ -244,7 +250,11 @@ def bptt_scrubber(activation: str = "tanh", T: int = 60):
     """Kernel-free twin of :func:`bptt_panel`: ``rho`` from 0.5 to 2.0 at fixed activation and ``T``."""
     check_name("activation", activation, ACTIVATIONS)
     values = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0]
-    return scrubber(make_bptt_figure, "rho", values, fixed={"activation": activation, "T": T})
+    alt = (f"Heat map of log10 of the norm of dh_t/dh_k over source step k and target step t for a "
+           f"{activation} RNN of 16 units with T = {T}, beside the row t = T against the Pascanu bound, "
+           "for spectral radius 0.5 to 2: the gradient fades with the distance t - k and stays far "
+           "below the bound at every radius.")
+    return scrubber(make_bptt_figure, "rho", values, fixed={"activation": activation, "T": T}, alt=alt)
 
 
 # --------------------------------------------------------------------------- the one-neuron map
@@ -301,12 +311,16 @@ def fixed_points(w: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     return roots, w * s * (1.0 - s)
 
 
-def cobweb_curves(w: float, b: float) -> dict[str, np.ndarray]:
-    """The cobweb panel's data: ``hs`` ``(S+1,)``, ``direct`` float32 ``d h_t/d h_0`` (jvp),
-    ``log10_abs`` ``log10 |d h_t/d h_0|`` from the log-space sum, fixed points ``roots`` and ``slopes``."""
+def cobweb_curves(w: float, b: float, h0: float = COBWEB_H0) -> dict[str, np.ndarray]:
+    """The cobweb panel's data from ``h_0 = h0``: ``hs`` ``(S+1,)``, ``direct`` float32 ``d h_t/d h_0``
+    (jvp), ``log10_abs`` ``log10 |d h_t/d h_0|`` from the log-space sum, fixed points ``roots`` and
+    ``slopes`` (the per-step factor ``w h*(1 - h*)`` at each)."""
     w = _real("w", w)
     b = _real("b", b)
-    out = _cobweb_kernel(np.float32(w), np.float32(b), np.float32(COBWEB_H0))
+    h0 = _real("h0", h0)
+    if not 0 < h0 < 1:
+        raise ValueError(f"h0 must lie strictly between 0 and 1; got {h0}")
+    out = _cobweb_kernel(np.float32(w), np.float32(b), np.float32(h0))
     hs, direct, log_abs = (np.asarray(a, dtype=np.float64) for a in jax.device_get(out))
     roots, slopes = fixed_points(w, b)
     return {"hs": hs, "direct": direct, "log10_abs": log_abs / _LN10, "roots": roots, "slopes": slopes}
@@ -343,8 +357,8 @@ def make_cobweb_figure() -> tuple:
     ax_grad.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
     grad_title = ax_grad.set_title("", fontsize=9, y=1.1)
 
-    def update(w: float, b: float) -> str:
-        c = cobweb_curves(w, b)
+    def update(w: float, b: float, h0: float = COBWEB_H0) -> str:
+        c = cobweb_curves(w, b, h0)
         hs = c["hs"]
         curve.set_ydata(1.0 / (1.0 + np.exp(-(w * grid + b))))
         xs = np.repeat(hs, 2)[1:]
@@ -353,7 +367,7 @@ def make_cobweb_figure() -> tuple:
         ok = np.abs(c["slopes"]) < 1
         stable.set_data(c["roots"][ok], c["roots"][ok])
         unstable.set_data(c["roots"][~ok], c["roots"][~ok])
-        web_title.set_text(f"h ← σ(w h + b),  w = {w:.2f}, b = {b:.2f}")
+        web_title.set_text(f"h ← σ(w h + b),  w = {w:.2f}, b = {b:.3f}")
         log10_abs = c["log10_abs"]
         exact.set_ydata(np.where(np.isfinite(log10_abs), log10_abs, np.nan))
         with np.errstate(divide="ignore"):
@@ -401,11 +415,52 @@ def cobweb_panel() -> LivePanel:
     return LivePanel(make_cobweb_figure_live, cobweb_controls(), freeze_legend=True)
 
 
-def cobweb_scrubber(b: float = -2.0):
-    """Kernel-free twin of :func:`cobweb_panel`: ``w`` from 1 to 12 at fixed ``b``."""
-    b = _real("b", b)
-    values = [1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0]
-    return scrubber(make_cobweb_figure, "w", values, fixed={"b": b})
+#: The cobweb scrubber's path: ``b`` across the fold at ``w = 6`` (fold at ``b = -2.58491``, h* = 0.2113),
+#: from ``h_0 = 0.05``, so the orbit sits on the lower fixed point until it disappears at the fold.
+FOLD_PATH_W = 6.0
+FOLD_PATH_H0 = 0.05
+FOLD_PATH_B = (-4.0, -3.5, -3.2, -3.0, -2.8, -2.7, -2.65, -2.6, -2.585, -2.55, -2.5, -2.25, -2.0)
+
+
+def cobweb_scrubber(w: float = FOLD_PATH_W, h0: float = FOLD_PATH_H0, values=FOLD_PATH_B):
+    """Kernel-free twin of :func:`cobweb_panel`: ``b`` over ``values`` at fixed ``w``, orbit from ``h0``."""
+    w, h0 = _real("w", w), _real("h0", h0)
+    alt = (f"Cobweb of the one-neuron map h to sigmoid(w h + b) at w = {w:g}, from h_0 = {h0:g}, and the "
+           f"log10 of dh_t/dh_0 over 40 steps, for b from {min(values):g} to {max(values):g}: the gradient "
+           "decays fast while the orbit sits at a contracting fixed point, survives near the fold where "
+           "that fixed point disappears (per-step factor 1), and collapses again once the orbit jumps to "
+           "the saturated upper fixed point.")
+    return scrubber(make_cobweb_figure, "b", list(values), fixed={"w": w, "h0": h0}, alt=alt)
+
+
+def make_fold_figure(path_w: float = FOLD_PATH_W, path_b=FOLD_PATH_B):
+    """The ``(w, b)`` plane of ``h -> sigmoid(w h + b)``: fold curve, bistable region, cusp, two paths.
+
+    The fold is :func:`vgplib.recurrent.sigmoid_neuron_fold`; between its branches (``w > 4``) the map
+    has three fixed points. Marked: the cusp ``(4, -2)``, the line ``b = -2`` (one fixed point for
+    every ``w``, touching the region only at the cusp) and the scrubber's path at ``w = path_w``.
+    """
+    fig, ax = new_figure(figsize=(6.4, 3.4), margins={"left": 0.11, "right": 0.97, "bottom": 0.15, "top": 0.93})
+    ws = np.linspace(4.0, 12.5, 800)
+    h_low = 0.5 * (1.0 - np.sqrt(1.0 - 4.0 / ws))          # the fixed point on each branch: w h(1-h) = 1
+    _, b_upper = sigmoid_neuron_fold(np.clip(h_low, 1e-12, 0.5))
+    _, b_lower = sigmoid_neuron_fold(np.clip(1.0 - h_low, 0.5, 1 - 1e-12))
+    ax.fill_between(ws, b_lower, b_upper, color="C0", alpha=0.15, lw=0, label="bistable: three fixed points")
+    ax.plot(ws, b_upper, color="C0", lw=2, label="fold, h* < 1/2 (factor 1)")
+    ax.plot(ws, b_lower, color="C1", lw=2, label="fold, h* > 1/2 (factor 1)")
+    ax.axhline(-2.0, color="0.4", ls=":", lw=1.2, label="b = −2 (one fixed point for every w)")
+    ax.plot([path_w, path_w], [min(path_b), max(path_b)], color="C3", lw=2.5, alpha=0.8,
+            label=f"scrubber path, w = {path_w:g}")
+    ax.plot([4.0], [-2.0], "ko", ms=6)
+    ax.annotate("cusp (4, −2)", (4.0, -2.0), xytext=(1.2, -1.2), fontsize=9,
+                arrowprops={"arrowstyle": "->", "lw": 0.8})
+    ax.set_xlim(0, 12.5)
+    ax.set_ylim(-8.5, 0.0)
+    ax.set_xlabel("recurrent weight w")
+    ax.set_ylabel("bias b")
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.set_title("Fixed points of h ← σ(w h + b): where the per-step factor is 1", fontsize=10)
+    return fig
 
 
 # --------------------------------------------------------------------------- exercise self-checks
@@ -417,9 +472,20 @@ def _number(arg: str, value) -> float:
     return float(value)
 
 
-def check_thresholds(tanh_limit: float, sigmoid_limit: float) -> bool:
+def _unanswered(call: str, *answers) -> bool:
+    """True (after a neutral prompt) when any answer is still ``None``: the committed notebook's state."""
+    if any(a is None for a in answers):
+        print(f"Enter your answer: {call}")
+        return True
+    return False
+
+
+def check_thresholds(tanh_limit: float | None = None, sigmoid_limit: float | None = None) -> bool:
     """Self-check: the largest ``||W||_2`` for which the Pascanu et al. (2013) condition guarantees
-    vanishing, ``gamma ||W||_2 < 1`` with ``gamma = sup |phi'|``, for tanh and for the sigmoid."""
+    vanishing, ``gamma ||W||_2 < 1`` with ``gamma = sup |phi'|``, for tanh and for the sigmoid.
+    With an answer left ``None`` it prints a neutral prompt and returns False."""
+    if _unanswered("check_thresholds(tanh_limit, sigmoid_limit)", tanh_limit, sigmoid_limit):
+        return False
     answers = [_number("tanh_limit", tanh_limit), _number("sigmoid_limit", sigmoid_limit)]
     limits = [1 / get_activation(a).sup_grad for a in ("tanh", "sigmoid")]
     ok = bool(np.allclose(answers, limits, rtol=0, atol=1e-9))
@@ -427,9 +493,12 @@ def check_thresholds(tanh_limit: float, sigmoid_limit: float) -> bool:
                          "the condition is gamma ||W||_2 < 1; what is sup |phi'| for tanh and for the sigmoid?")
 
 
-def check_bifurcation(w: float) -> bool:
+def check_bifurcation(w: float | None = None) -> bool:
     """Self-check: the ``w`` at which the middle fixed point ``h = 1/2`` of ``h <- sigmoid(w h - w/2)``
-    has slope exactly 1 (where one fixed point splits into three), found from :func:`fixed_points`."""
+    has slope exactly 1 (where one fixed point splits into three), found from :func:`fixed_points`.
+    With ``w`` left ``None`` it prints a neutral prompt and returns False."""
+    if _unanswered("check_bifurcation(w)", w):
+        return False
     w = _number("w", w)
     roots, slopes = fixed_points(w, -w / 2)
     mid = np.abs(roots - 0.5) < 1e-6
@@ -437,15 +506,219 @@ def check_bifurcation(w: float) -> bool:
     return report_answer(ok, "w sigma'(0) = w / 4 = 1", "sigma'(0) = 1/4; solve w * 1/4 = 1.")
 
 
-def check_baseline(c: float, mse: float) -> bool:
+def check_baseline(c: float | None = None, mse: float | None = None) -> bool:
     """Self-check: the best constant prediction for the adding problem and its mean squared error.
+    With an answer left ``None`` it prints a neutral prompt and returns False.
 
     The constant is checked against a Monte Carlo mean of ``u_1 + u_2`` (200,000 draws, an independent
     path), the error against :data:`vgplib.ADDING_BASELINE_MSE` = 1/6.
     """
+    if _unanswered("check_baseline(c, mse)", c, mse):
+        return False
     c, mse = _number("c", c), _number("mse", mse)
     u = np.random.default_rng(0).uniform(size=(200_000, 2)).sum(1)
     ok = abs(c - float(np.mean(u))) < 0.01 and abs(mse - ADDING_BASELINE_MSE) < 1e-3
     return report_answer(ok, "the mean, with the variance 1/6 as error",
                          "the best constant is the mean of u1 + u2; its error is the variance.")
 
+
+
+# --------------------------------------------------------------------------- the dependency-length experiment
+
+
+class AddingRun(NamedTuple):
+    """What :func:`adding_experiment` measured (NumPy arrays; ``S`` seeds, ``K`` lengths, ``C`` checkpoints).
+
+    ``test_ratio`` ``(S, K)``: test MSE / :data:`vgplib.ADDING_BASELINE_MSE`; ``history`` ``(S, steps, K)``:
+    training MSE / baseline per step; ``transmission`` ``(S, C, K, T_max)``: entry ``l`` is the median
+    over evaluation sequences of ``log10(||delta_{T-l}|| / ||delta_T||)``, ``delta_t = dE/da_t`` (NaN for
+    ``l >= T``); ``first_vs_second`` ``(S, C, K)``: the median of ``log10(||delta_{t_1}|| / ||delta_{t_2}||)``
+    at the two marked steps ``t_1 < t_2`` (the marker column of the step-``t`` term of ``dE/dU`` is
+    ``delta_t``); ``params`` the parameters at each checkpoint, stacked ``(S, C, K, ...)``.
+    """
+
+    lengths: tuple
+    seeds: tuple
+    checkpoints: tuple
+    test_ratio: np.ndarray
+    history: np.ndarray
+    transmission: np.ndarray
+    first_vs_second: np.ndarray
+    params: dict
+
+
+def adding_predict(params, xs, start, eps=None):
+    """``v . h_T + c`` of a tanh RNN on front-padded sequences ``xs`` ``(B, T_max, 2)``.
+
+    ``a_t = W h_{t-1} + U x_t + b (+ eps_t)``, ``h_t = tanh(a_t)`` from step ``start`` on; before it
+    the state stays at ``h_0 = 0``, which is exactly the unpadded recurrence on the last
+    ``T_max - start`` steps. ``eps`` ``(B, T_max, n)`` (zeros by default) is added to ``a_t``: the
+    gradient of the loss with respect to it is ``delta_t = dE/da_t``, per sequence.
+    """
+    n = params["W"].shape[0]
+    B, T_max = xs.shape[0], xs.shape[1]
+    eps = jnp.zeros((B, T_max, n), xs.dtype) if eps is None else eps
+    drive = xs @ params["U"].T + params["b"]
+
+    def step(h, inp):
+        t, a_in, e = inp
+        a = jnp.matmul(h, params["W"].T, precision=jax.lax.Precision.HIGHEST) + a_in + e
+        return jnp.where(t >= start, jnp.tanh(a), h), None
+
+    h, _ = jax.lax.scan(step, jnp.zeros((B, n), xs.dtype),
+                        (jnp.arange(T_max), jnp.moveaxis(drive, 1, 0), jnp.moveaxis(eps, 1, 0)))
+    return h @ params["v"] + params["c"]
+
+
+def _adding_mse(params, xs, y, start, eps=None):
+    return jnp.mean((adding_predict(params, xs, start, eps) - y) ** 2)
+
+
+def _adding_batches(keys, lengths: tuple, size: int):
+    """``vgplib.adding_problem`` for every length (rows) and key (columns), front-padded to ``max(lengths)``."""
+    T_max = max(lengths)
+    xs, ys = [], []
+    for T in lengths:
+        task = jax.vmap(lambda k, T=T: adding_problem(k, T, size))(keys)
+        xs.append(jnp.pad(task.inputs, ((0, 0), (0, 0), (T_max - T, 0), (0, 0))))
+        ys.append(task.targets)
+    return jnp.stack(xs), jnp.stack(ys)  # (K, S, size, T_max, 2), (K, S, size)
+
+
+@partial(jax.jit, static_argnames=("lengths", "steps", "batch", "lr", "chunk"))
+def _adding_train(params, keys, lengths, steps, batch, lr, chunk):
+    """``steps`` Adam steps for ``K x S`` networks side by side; parameters every ``chunk`` steps."""
+    K, S = len(lengths), keys.shape[0]
+    starts = jnp.repeat(jnp.array([max(lengths) - T for T in lengths]), S)
+    optimizer = optax.adam(lr)
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((K * S,) + a.shape[2:]), params)
+
+    def step(carry, ks):
+        p, state = carry
+        xs, y = _adding_batches(ks, lengths, batch)
+        xs, y = xs.reshape((K * S,) + xs.shape[2:]), y.reshape(K * S, -1)
+        losses, grads = jax.vmap(jax.value_and_grad(_adding_mse))(p, xs, y, starts)
+        updates, state = jax.vmap(optimizer.update)(grads, state, p)
+        return (jax.vmap(optax.apply_updates)(p, updates), state), losses
+
+    def block(carry, ks):
+        carry, losses = jax.lax.scan(step, carry, ks)
+        return carry, (carry[0], losses)
+
+    ks = jax.vmap(lambda k: jax.random.split(k, steps))(keys)            # (S, steps)
+    ks = jnp.moveaxis(ks, 0, 1).reshape(steps // chunk, chunk, S)
+    _, (ps, losses) = jax.lax.scan(block, (flat, jax.vmap(optimizer.init)(flat)), ks)
+    unflat = jax.tree_util.tree_map(lambda a: a.reshape((a.shape[0], K, S) + a.shape[2:]), ps)
+    return unflat, losses.reshape(steps, K, S)
+
+
+@partial(jax.jit, static_argnames=("lengths",))
+def _adding_eval(params, xs, y, lengths):
+    """Test MSE and per-step ``||delta_t||`` ``(C, K, S, B, T_max)`` for checkpointed ``params`` ``(C, K, S, ...)``."""
+    starts = jnp.array([max(lengths) - T for T in lengths])
+
+    def one(p, xs, y, start):
+        eps = jnp.zeros(xs.shape[:2] + (p["W"].shape[0],), xs.dtype)
+        loss, d = jax.value_and_grad(lambda e: _adding_mse(p, xs, y, start, e) * xs.shape[0])(eps)
+        return loss / xs.shape[0], jnp.linalg.norm(d, axis=-1)
+
+    over_seeds = jax.vmap(one, in_axes=(0, None, None, None))
+    over_lengths = jax.vmap(over_seeds, in_axes=(0, 0, 0, 0))
+    return jax.vmap(over_lengths, in_axes=(0, None, None, None))(params, xs, y, starts)
+
+
+def adding_experiment(lengths=(10, 20, 25, 30, 40), seeds=(0, 1, 2, 3), steps: int = 600, batch: int = 64,
+                      lr: float = 1e-2, hidden: int = 16, checkpoints=(50, 600), n_eval: int = 500) -> AddingRun:
+    """Train vanilla tanh RNNs on the adding problem for every length and seed; measure the gradient per lag.
+
+    Each network (``hidden`` units, ``W`` Gaussian with ``scale = 1`` from :func:`vgplib.init_rnn`,
+    linear readout ``v . h_T + c`` started at ``v = 0, c = 1``, the constant predictor) is trained
+    with Adam (``lr``) for ``steps`` steps of ``batch`` fresh sequences from
+    :func:`vgplib.adding_problem`; seed ``s`` sets the initial weights (``jax.random.key(s)``) and the
+    stream of training batches. All ``K x S`` networks train side by side in one compiled function.
+    At each step in ``checkpoints`` (multiples of 50) the parameters are kept and, on ``n_eval``
+    test sequences per length, the error signals ``delta_t = dE/da_t`` of every step are measured;
+    the test MSE is of the final parameters on the same sequences. Returns :class:`AddingRun`.
+    """
+    lengths, seeds, checkpoints = tuple(lengths), tuple(seeds), tuple(checkpoints)
+    if sorted(set(lengths)) != list(lengths) or min(lengths) < 2:
+        raise ValueError(f"lengths must be increasing integers >= 2; got {lengths}")
+    chunk = 50
+    if steps % chunk or any(c % chunk or not 0 < c <= steps for c in checkpoints) or steps not in checkpoints:
+        raise ValueError(f"steps and checkpoints must be multiples of {chunk}, with steps the last checkpoint")
+    K, T_max = len(lengths), max(lengths)
+    nets = []
+    for s in seeds:
+        row = [init_rnn(k, 2, hidden, w_init="gaussian", scale=1.0) for k in jax.random.split(jax.random.key(s), K)]
+        nets.append([dict(p, v=jnp.zeros(hidden), c=jnp.ones(())) for p in row])
+    # (K, S, ...): lengths first, as the training function expects
+    params0 = jax.tree_util.tree_map(lambda *a: jnp.stack(a).reshape((len(seeds), K) + a[0].shape).swapaxes(0, 1),
+                                     *[p for row in nets for p in row])
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in seeds])
+    ps, losses = _adding_train(params0, keys, lengths, steps, batch, float(lr), chunk)
+    ps = jax.tree_util.tree_map(lambda a: a[np.array(checkpoints) // chunk - 1], ps)    # (C, K, S, ...)
+    test_keys = jax.random.split(jax.random.key(12345), K)
+    tasks = [adding_problem(k, T, n_eval) for k, T in zip(test_keys, lengths)]
+    xs = jnp.stack([jnp.pad(t.inputs, ((0, 0), (T_max - T, 0), (0, 0))) for t, T in zip(tasks, lengths)])
+    ys = jnp.stack([t.targets for t in tasks])
+    mses, deltas = jax.device_get(_adding_eval(ps, xs, ys, lengths))
+    deltas = np.asarray(deltas, np.float64)                                            # (C, K, S, B, T_max)
+    markers = np.asarray(xs[..., 1])                                                   # (K, B, T_max)
+    C, S = len(checkpoints), len(seeds)
+    transmission = np.full((S, C, K, T_max), np.nan)
+    first_vs_second = np.full((S, C, K), np.nan)
+    rows = np.arange(n_eval)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, T in enumerate(lengths):
+            d = deltas[:, i, :, :, T_max - T:]                                         # (C, S, B, T)
+            log_rel = np.log10(d / d[..., -1:])
+            transmission[:, :, i, :T] = np.median(log_rel[..., ::-1], axis=2).swapaxes(0, 1)
+            m = markers[i, :, T_max - T:]
+            t1, t2 = m[:, : T // 2].argmax(1), T // 2 + m[:, T // 2:].argmax(1)
+            first_vs_second[:, :, i] = np.median(np.log10(d[..., rows, t1] / d[..., rows, t2]), axis=-1).T
+    base = ADDING_BASELINE_MSE
+    return AddingRun(lengths, seeds, checkpoints,
+                     test_ratio=np.asarray(mses[-1]).T / base,
+                     history=np.moveaxis(np.asarray(losses), 2, 0) / base,
+                     transmission=transmission, first_vs_second=first_vs_second,
+                     params=jax.tree_util.tree_map(lambda a: np.asarray(a).swapaxes(1, 2).swapaxes(0, 1), ps))
+
+
+def make_adding_figure(run: AddingRun, lag_lengths=(20, 40)):
+    """Left: test MSE / baseline against ``T``, one line per seed. Right: the median per-lag error
+    signal ``log10(||delta_{T-l}|| / ||delta_T||)`` after the first and the last checkpoint, for the
+    lengths in ``lag_lengths`` (one line per seed)."""
+    fig, (ax1, ax2) = new_figure(figsize=(9.0, 3.4), ncols=2,
+                                 margins={"left": 0.07, "right": 0.98, "bottom": 0.15, "top": 0.9, "wspace": 0.28})
+    for s, seed in enumerate(run.seeds):
+        ax1.plot(run.lengths, run.test_ratio[s], "o-", color=f"C{s}", label=f"seed {seed}")
+    ax1.axhline(1.0, color="k", ls="--", lw=1)
+    ax1.axhline(0.5, color="0.5", ls=":", lw=1)
+    ax1.text(run.lengths[0], 1.03, "constant predictor", fontsize=8, va="bottom")
+    ax1.text(run.lengths[0], 0.53, "only the second number", fontsize=8, va="bottom", color="0.4")
+    ax1.set_xticks(run.lengths)
+    ax1.set_ylim(0, 1.45)
+    ax1.set_xlabel("sequence length T")
+    ax1.set_ylabel("test MSE / baseline 1/6")
+    ax1.legend(fontsize=8, loc="upper left", ncol=len(run.seeds), frameon=False, handlelength=1.2,
+               columnspacing=0.8)
+    ax1.set_title("vanilla tanh RNN, 16 units, Adam", fontsize=10)
+    styles = {lag_lengths[0]: ("0.6", 1.0), lag_lengths[-1]: (None, 1.8)}
+    for T in lag_lengths:
+        i = run.lengths.index(T)
+        color, lw = styles[T]
+        for s in range(len(run.seeds)):
+            c = color or f"C{s}"
+            lags = np.arange(T)
+            ax2.plot(lags, run.transmission[s, -1, i, :T], "-", color=c, lw=lw)
+            ax2.plot(lags, run.transmission[s, 0, i, :T], ":", color=c, lw=1)
+    ax2.plot([], [], "-", color="0.6", label=f"T = {lag_lengths[0]}, after {run.checkpoints[-1]} steps")
+    ax2.plot([], [], "-", color="C0", lw=1.8, label=f"T = {lag_lengths[-1]}, after {run.checkpoints[-1]} steps")
+    ax2.plot([], [], ":", color="k", label=f"after {run.checkpoints[0]} steps")
+    ax2.set_xlabel("lag l (steps before the end)")
+    ax2.set_ylabel("log₁₀ median ‖δ(T−l)‖ / ‖δ(T)‖")
+    ax2.set_ylim(-18, 2)
+    ax2.set_yticks([-15, -10, -5, 0])
+    ax2.legend(fontsize=8, loc="lower left", frameon=False)
+    ax2.set_title("error signal reaching back l steps", fontsize=10)
+    return fig
