@@ -1,7 +1,7 @@
 """A gradient monitor: per-layer and global gradient norms with vanishing / exploding / NaN flags.
 
-A training run is healthy when every layer's gradient ``g_l = dE/dtheta_l`` has a norm of a
-useful size. Backpropagation multiplies the backward signal by one Jacobian per layer, so the
+A training run is healthy when every layer's parameter gradient ``G_l = dE/dtheta_l`` has a norm
+of a useful size (``G``, because the book's ``g_l = dE/dh_l`` is the back-propagated gradient). Backpropagation multiplies the backward signal by one Jacobian per layer, so the
 ratio between the first and the last layer's gradient norm behaves like a product of ``L - 1``
 factors: it collapses when the per-layer gain ``chi_1 < 1`` (vanishing; Hochreiter 1991;
 Bengio, Simard & Frasconi 1994) and blows up when ``chi_1 > 1`` (exploding; Pascanu, Mikolov &
@@ -32,8 +32,8 @@ class MonitorThresholds(NamedTuple):
     """When to flag a gradient record (hashable, so it can be a static ``jit`` argument).
 
     - vanishing: the smallest layer norm is below ``vanish_norm``, or the ratio
-      ``||g_1|| / ||g_L||`` (first over last layer) is below ``vanish_ratio``;
-    - exploding: the global norm is above ``explode_norm``, or ``||g_1|| / ||g_L||`` is above
+      ``||G_1|| / ||G_L||`` (first over last layer) is below ``vanish_ratio``;
+    - exploding: the global norm is above ``explode_norm``, or ``||G_1|| / ||G_L||`` is above
       ``explode_ratio``, or any gradient entry is ``inf``/``NaN``;
     - non-finite: any gradient entry is ``inf`` or ``NaN``.
 
@@ -56,7 +56,7 @@ class GradientRecord(NamedTuple):
 
     ``layer_norms`` ``(L,)``: ``||dE/dtheta_l||`` per layer (``inf``/``NaN`` where the layer's
     gradient is not finite); ``global_norm`` ``()``: the norm of all layers together;
-    ``finite`` ``()``: every gradient entry is finite; ``ratio`` ``()``: ``||g_1|| / ||g_L||``;
+    ``finite`` ``()``: every gradient entry is finite; ``ratio`` ``()``: ``||G_1|| / ||G_L||``;
     ``vanishing``, ``exploding`` ``()``: the flags of :class:`MonitorThresholds`.
     """
 
@@ -74,7 +74,7 @@ class GradientSummary(NamedTuple):
     ``vanishing``, ``exploding``, ``nonfinite``: ``(R,)`` bool per record; ``first_*``: index
     of the first flagged record or ``None``; ``min_layer_norm``, ``max_global_norm``: over
     the finite values (``nan`` if there are none); ``worst_ratio``: the finite
-    ``||g_1||/||g_L||`` farthest from 1 in log scale.
+    ``||G_1||/||G_L||`` farthest from 1 in log scale.
     """
 
     n_records: int
@@ -134,11 +134,11 @@ def _flags(layer_norms: Array, global_norm: Array, finite: Array, th: MonitorThr
 
 
 def monitor_step(grads: Any, thresholds: MonitorThresholds = DEFAULT_THRESHOLDS) -> GradientRecord:
-    """Record ``||g_l||`` per layer, ``||g||`` overall and the flags for one gradient ``grads``.
+    """Record ``||G_l|| = ||dE/dtheta_l||`` per layer, ``||G||`` overall and the flags for one gradient ``grads``.
 
     ``grads`` is a list-of-layers pytree (as ``jax.grad`` returns for MLP parameters). Pure
     ``jax.numpy``: call it inside ``jit`` or ``lax.scan``; inf/NaN gradients are flagged, never
-    raised. ``global_norm = sqrt(sum_l ||g_l||^2)`` (computed without overflow).
+    raised. ``global_norm = sqrt(sum_l ||G_l||^2)`` (computed without overflow).
     """
     if not isinstance(grads, (list, tuple)) or len(grads) == 0:
         raise TypeError("grads must be a non-empty list (or tuple) of per-layer gradient pytrees")
