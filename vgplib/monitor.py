@@ -3,9 +3,10 @@
 A training run is healthy when every layer's parameter gradient ``G_l = dE/dtheta_l`` has a norm
 of a useful size (``G``, because the book's ``g_l = dE/dh_l`` is the back-propagated gradient).
 Backpropagation multiplies the backward signal by one Jacobian per layer, so the ratio between
-the first and the last layer's gradient norm behaves like a product of ``L - 1`` factors: it collapses when the per-layer gain ``chi_1 < 1`` (vanishing; Hochreiter 1991;
-Bengio, Simard & Frasconi 1994) and blows up when ``chi_1 > 1`` (exploding; Pascanu, Mikolov &
-Bengio 2013), until float32 overflows to ``inf`` and the loss turns into ``NaN``.
+the first and the last layer's gradient norm behaves like a product of ``L - 1`` factors: it
+collapses when the per-layer gain ``chi_1 < 1`` (vanishing; Hochreiter 1991; Bengio, Simard &
+Frasconi 1994) and blows up when ``chi_1 > 1`` (exploding; Pascanu, Mikolov & Bengio 2013),
+until float32 overflows to ``inf`` and the loss turns into ``NaN``.
 
 :func:`monitor_step` is pure ``jax.numpy`` (usable inside ``jit`` and ``lax.scan``) and never
 raises on non-finite gradients: they are recorded and flagged. Norms are computed with a
