@@ -11,9 +11,10 @@ Every page of ``_build/html`` is loaded twice, from a local HTTP server bound to
 * show every image (``naturalWidth > 0``), each with a non-empty ``alt`` that is not a file name
   (myst-nb's default alt is the image's path; only the images matched by :data:`IMG_ALT_ALLOWLIST`
   are exempt), and every image a code cell outputs inside a ``<figure>`` with a caption,
-* draw every scrubber's text at least ``MIN_TEXT_PX`` (10) CSS pixels high as shown: the frame
-  ``<img>`` carries ``data-min-font-pt`` and ``data-dpi`` (written by ``vgplib.widgets.scrubber``)
-  and the shown height of its smallest text is ``min_font_pt * dpi / 72 * shown / natural width``,
+* draw every figure's text at least ``MIN_TEXT_PX`` (10) CSS pixels high as shown: a scrubber's
+  frame ``<img>`` carries ``data-min-font-pt`` and ``data-dpi`` (written by ``vgplib.widgets.scrubber``),
+  a static figure's PNG the same in a text chunk (``vgplib.plots.notebook_png``), and the shown
+  height of the smallest text is ``min_font_pt * dpi / 72 * shown / natural width``,
 * link only to local files that exist (and to anchors that exist in them),
 * and every jshtml scrubber (a range input in ``.animation``) must change the shown frame when
   its value moves from the first to the last frame (pages without a scrubber skip that part).
@@ -31,6 +32,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from conftest import BOOK_HTML, route_local_only
+
+from vgplib.plots import png_text_size
 
 pytestmark = pytest.mark.browser
 
@@ -90,7 +93,7 @@ async () => {
                         .map(img => (img.getAttribute('src') || '').slice(0, 120));
   const allow = ALLOWLIST;
   const imageFacts = imgs.filter(img => !allow.some(sel => img.matches(sel))).map((img, i) => ({
-    i, src: (img.getAttribute('src') || '').slice(0, 80), alt: img.getAttribute('alt'),
+    i, src: (img.getAttribute('src') || '').slice(0, 80), alt: img.getAttribute('alt'), url: img.src,
     natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
     scrubber: img.closest('.animation') !== null,
     output: img.closest('.cell_output, .output') !== null,
@@ -141,11 +144,11 @@ def image_problems(images: list[dict]) -> list[str]:
         if im.get("output") and not im.get("caption"):
             problems.append(f"{where} is a cell output without a figure caption: give the cell "
                             '{"mystnb": {"figure": {"caption": "...", "name": "fig-chNN-..."}}} metadata')
-        if not im["scrubber"]:
-            continue  # static PNGs carry no font size (see vgplib.plots for the defaults they use)
+        if not (im["scrubber"] or im.get("output")):
+            continue  # not a figure from a code cell
         if im.get("dpi") is None or im.get("minFontPt") is None:
-            problems.append(f"{where} lacks data-dpi/data-min-font-pt: re-execute the notebook with "
-                            "the current vgplib.widgets.scrubber")
+            problems.append(f"{where} carries no text size (scrubber: data-dpi/data-min-font-pt; "
+                            "static figure: the vgplib.plots PNG text chunk): re-execute the notebook")
             continue
         if im["minFontPt"] == "none" or not im["natural"]:
             continue  # a figure without text
@@ -164,7 +167,7 @@ def test_image_problems_catches_missing_alt_and_small_text():
     ok = {"i": 0, "src": "data:", "alt": "A line.", "natural": 576, "shown": 576, "scrubber": True,
           "dpi": "96", "minFontPt": "7.5", "output": True, "caption": "Fig. 1 A line."}
     assert image_problems([ok]) == []
-    assert image_problems([{**ok, "scrubber": False, "dpi": None, "minFontPt": None}]) == []
+    assert image_problems([{**ok, "scrubber": False, "output": False, "dpi": None, "minFontPt": None}]) == []
     bad = [
         {**ok, "alt": None}, {**ok, "alt": " "},
         {**ok, "scrubber": False, "src": "../_images/ab.png", "alt": "../_images/ab.png"},
@@ -172,6 +175,8 @@ def test_image_problems_catches_missing_alt_and_small_text():
         {**ok, "natural": 730, "shown": 688, "minFontPt": "7.5"},  # scaled down: 9.4 px
         {**ok, "dpi": None},
         {**ok, "caption": None}, {**ok, "caption": ""},
+        {**ok, "scrubber": False, "src": "../_images/ab.png", "dpi": None, "minFontPt": None},
+        {**ok, "scrubber": False, "src": "../_images/ab.png", "minFontPt": "7"},
     ]
     for im in bad:
         assert len(image_problems([im])) == 1, im
@@ -287,6 +292,12 @@ def _check_page(chromium, url: str, base: str | None, check_links: bool) -> None
             problems.append(f"raw TeX left in the text: {facts['rawTex']}")
         if facts["badImages"]:
             problems.append(f"images not loaded (naturalWidth 0): {facts['badImages']}")
+        for im in facts["imageFacts"]:  # a static figure records its text size in the PNG file
+            target = None if im["scrubber"] or not im["output"] else _local_target(im["url"], base)
+            if target is not None and target[0].is_file():
+                size = png_text_size(target[0].read_bytes())
+                if size is not None:
+                    im["minFontPt"], im["dpi"] = f"{size[0]:g}", f"{size[1]:g}"
         problems += image_problems(facts["imageFacts"])
         if check_links:
             for link in facts["links"]:

@@ -242,7 +242,7 @@ def _attr(tag: str, name: str) -> str | None:
 
 def figure_problems(nb: dict) -> list[str]:
     """Stored figures without alt text or caption, and scrubbers whose text is under the bar."""
-    from vgplib.plots import COLUMN_PX, MIN_TEXT_PX
+    from vgplib.plots import COLUMN_PX, MIN_TEXT_PX, png_text_size
 
     problems = []
     code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
@@ -259,6 +259,19 @@ def figure_problems(nb: dict) -> list[str]:
                     problems.append(f"code cell {k}: image without mystnb.image.alt metadata")
                 if not caption:
                     problems.append(f"code cell {k}: image without mystnb.figure.caption metadata")
+                png = base64.b64decode("".join(data["image/png"]))
+                size = png_text_size(png)
+                if size is None:
+                    problems.append(f"code cell {k}: image without its text size (a figure shown before "
+                                    "vgplib.plots was imported, or an old output: re-execute)")
+                    continue
+                natural = _png_width(png)
+                px = size[0] * size[1] / 72 * min(natural, COLUMN_PX) / natural
+                if px < MIN_TEXT_PX - 1e-6:
+                    problems.append(
+                        f"code cell {k}: figure text {px:.1f} px < {MIN_TEXT_PX:g} px in the book "
+                        f"({size[0]:g} pt at {size[1]:g} dpi, {natural} px wide, shown at "
+                        f"{min(natural, COLUMN_PX)} px)")
             for tag in tags:
                 if not (_attr(tag, "alt") or "").strip():
                     problems.append(f"code cell {k}: scrubber without alt (pass alt= to the scrubber)")
@@ -291,7 +304,7 @@ def test_figure_check_catches_missing_alt_caption_and_small_text():
     import matplotlib
 
     matplotlib.use("Agg")
-    from vgplib.plots import new_figure
+    from vgplib.plots import figure_png, new_figure
     from vgplib.widgets import scrubber
 
     def make(fontsize):
@@ -305,7 +318,17 @@ def test_figure_check_catches_missing_alt_caption_and_small_text():
     def cell(outputs, mystnb):
         return {"cell_type": "code", "metadata": {"mystnb": mystnb}, "outputs": outputs}
 
-    png = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}
+    from vgplib.plots import notebook_png
+
+    def static(fontsize, figsize=(6.0, 3.0)):
+        fig, ax = new_figure(figsize=figsize)
+        ax.plot([0, 1], [0, 1])
+        ax.set_title("t", fontsize=fontsize)
+        return {"output_type": "display_data", "data": {"image/png": notebook_png(fig), "text/plain": "<Figure>"}}
+
+    png = static(8)
+    plain = {"output_type": "display_data",
+             "data": {"image/png": base64.b64encode(figure_png(new_figure()[0])).decode()}}
     good_meta = {"image": {"alt": "A line."}, "figure": {"caption": "A line.", "name": "fig-x"}}
     readable = scrubber(make(8), "k", [1, 2], alt="A line.").data
     small = scrubber(make(7), "k", [1, 2], alt="A line.").data  # 7 pt at 96 dpi: 9.3 px
@@ -316,7 +339,10 @@ def test_figure_check_catches_missing_alt_caption_and_small_text():
                 [cell([as_output(readable)], {})],
                 [cell([as_output(readable.replace('alt="A line."', 'alt=""'))], good_meta)],
                 [cell([as_output(re.sub(r' data-min-font-pt="[^"]*"', "", readable))], good_meta)],
-                [cell([as_output(small)], good_meta)]):
+                [cell([as_output(small)], good_meta)],
+                [cell([static(7)], good_meta)],  # 9.3 px
+                [cell([static(8, figsize=(9.0, 3.0))], good_meta)],  # 864 px shown at 688: 8.5 px
+                [cell([plain], good_meta)]):  # no text-size chunk
         assert len(figure_problems({"cells": bad})) == 1, figure_problems({"cells": bad})
 
 

@@ -174,6 +174,93 @@ def min_text_px(fig: Figure, shown_px: float | None = None, dpi: float | None = 
     return min_font_size(fig) * dpi / 72 * shown / natural
 
 
+#: The PNG ``tEXt`` keyword under which a figure shown in a notebook records its smallest font and
+#: dpi (``"min_font_pt=8; dpi=96"``), so that the book's tests can check its text size.
+PNG_TEXT_KEY = "vgplib-text-size"
+
+
+def notebook_png(fig: Figure) -> str | None:
+    """The notebook's PNG of ``fig`` (base64), as IPython's inline backend makes it, plus a text chunk.
+
+    Same picture as the inline backend (its ``print_figure_kwargs``, ``bbox_inches="tight"`` by
+    default); the PNG also carries :data:`PNG_TEXT_KEY` with :func:`min_font_size` and the dpi, read
+    back by :func:`png_text_size`. Returns None for a figure without axes (as IPython does).
+    """
+    from IPython.core.pylabtools import print_figure
+
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure; got {type(fig).__name__}")
+    if not fig.axes and not fig.lines:
+        return None
+    kwargs = {"bbox_inches": "tight"}
+    try:
+        from matplotlib_inline.backend_inline import InlineBackend
+
+        if InlineBackend.initialized():
+            kwargs = dict(InlineBackend.instance().print_figure_kwargs)
+    except ImportError:  # pragma: no cover - matplotlib-inline comes with ipykernel
+        pass
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    metadata[PNG_TEXT_KEY] = f"min_font_pt={min_font_size(fig):g}; dpi={float(fig.dpi):g}"
+    return print_figure(fig, "png", base64=True, metadata=metadata, **kwargs)
+
+
+def png_text_size(png: bytes) -> tuple[float, float] | None:
+    """``(min_font_pt, dpi)`` recorded by :func:`notebook_png` in a PNG, or None if it has none."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    pos = 8
+    while pos + 8 <= len(png):
+        length = int.from_bytes(png[pos : pos + 4], "big")
+        kind = png[pos + 4 : pos + 8]
+        body = png[pos + 8 : pos + 8 + length]
+        if kind == b"tEXt" and body.split(b"\0", 1)[0].decode("latin-1") == PNG_TEXT_KEY:
+            fields = dict(f.strip().split("=", 1) for f in body.split(b"\0", 1)[1].decode("latin-1").split(";"))
+            return float(fields["min_font_pt"]), float(fields["dpi"])
+        if kind == b"IDAT":
+            break  # matplotlib writes its text chunks before the image data
+        pos += 12 + length
+    return None
+
+
+def _ensure_notebook_png(*_args) -> None:
+    """Make :func:`notebook_png` the PNG printer of figures wherever the inline backend put its own."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    shell = get_ipython()
+    formatter = None if shell is None else shell.display_formatter.formatters.get("image/png")
+    if formatter is None:
+        return
+    current = formatter.type_printers.get(Figure)
+    if current is not None and current is not notebook_png:
+        formatter.for_type(Figure, notebook_png)
+
+
+def _install_notebook_png() -> None:
+    """In an IPython kernel: use :func:`notebook_png` for figures now and after each cell's code.
+
+    The inline backend (re)registers its own printer when pyplot first makes a figure or on
+    ``%matplotlib inline``; checking again before each cell and after each cell's code (before the
+    backend shows the cell's figures) keeps :func:`notebook_png` in place whatever the import order.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_vgplib_notebook_png", False):
+        return
+    _ensure_notebook_png()
+    shell.events.register("pre_run_cell", _ensure_notebook_png)
+    shell.events.register("post_execute", _ensure_notebook_png)
+    shell._vgplib_notebook_png = True
+
+
+_install_notebook_png()
+
+
 def fix_label_positions(ax: Axes) -> None:
     """Pin the axis-label positions so that a draw does not measure the tick labels.
 
