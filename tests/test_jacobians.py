@@ -237,3 +237,35 @@ def test_bad_input():
         vgplib.log_singular_values([jnp.ones((3, 3))])
     with pytest.raises(ValueError, match="grad_output must have shape"):
         vgplib.backward_vector_products(jnp.ones((2, 3, 3)), jnp.ones(4))
+
+
+def test_nonfinite_params_name_the_bad_layer_and_entry():
+    """One fused check on the way in; on failure the message names the argument, layer and index."""
+    params = _net([4] * 9)
+    params[6] = {"W": params[6]["W"].at[1, 2].set(jnp.nan), "b": params[6]["b"]}
+    with pytest.raises(ValueError, match=r"params must be finite.*params\[6\]\['W'\] at index \(1, 2\)"):
+        vgplib.layer_jacobians(params, jnp.ones(4))
+    with pytest.raises(ValueError, match=r"params\[6\]\['W'\] at index \(1, 2\)"):
+        vgplib.stack_params(params)
+    stacked = {"W": jnp.stack([p["W"] for p in params]), "b": jnp.stack([p["b"] for p in params])}
+    with pytest.raises(ValueError, match=r"params\['W'\] at index \(6, 1, 2\)"):
+        vgplib.layer_jacobians(stacked, jnp.ones(4))
+    uneven = _net([4, 5, 3])
+    uneven[1] = {"W": uneven[1]["W"], "b": uneven[1]["b"].at[2].set(jnp.inf)}
+    with pytest.raises(ValueError, match=r"params\[1\]\['b'\] at index \(2,\)"):
+        vgplib.layer_jacobians(uneven, jnp.ones(4))
+    with pytest.raises(ValueError, match=r"x must be finite.*x at index \(1, 3\)"):
+        vgplib.mlp_forward(_net([4] * 3), jnp.ones((2, 4)).at[1, 3].set(jnp.nan))
+
+
+def test_finite_check_of_numpy_leaves_and_inside_jit():
+    params = [{"W": np.eye(3, dtype=np.float32), "b": np.zeros(3, np.float32)} for _ in range(4)]
+    J = vgplib.layer_jacobians(params, np.ones(3, np.float32))
+    np.testing.assert_allclose(J[0], np.eye(3) * (1 - np.tanh(1.0) ** 2), rtol=1e-6)
+    params[3]["b"][0] = np.nan
+    with pytest.raises(ValueError, match=r"params\[3\]\['b'\] at index \(0,\)"):
+        vgplib.layer_jacobians(params, np.ones(3, np.float32))
+    good = _net([3] * 4)
+    # traced parameters are not checked (no value), and do not raise
+    out = jax.jit(lambda p, x: vgplib.layer_jacobians(p, x))(good, jnp.ones(3))
+    np.testing.assert_allclose(out, vgplib.layer_jacobians(good, jnp.ones(3)), rtol=1e-6)

@@ -26,9 +26,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from vgplib._validate import check_finite, check_mlp_params
+from vgplib._validate import check_finite, check_finite_many
 from vgplib.activations import Activation, get_activation
-from vgplib.networks import check_mlp_input, dense
+from vgplib.networks import check_mlp_shapes, dense, stack_layers
 
 Array = jax.Array
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -74,15 +74,20 @@ def layer_jacobians(params, x, activation: str | Activation = "tanh", residual: 
         W, b = jnp.asarray(stacked.get("W")), jnp.asarray(stacked.get("b"))
         if W.ndim != 3 or b.ndim != 2 or W.shape[1] != W.shape[2] or b.shape != W.shape[:2]:
             raise ValueError(f"stacked params must be W (L, n, n) and b (L, n); got {W.shape}, {b.shape}")
-        x = check_mlp_input([{"W": W[0], "b": b[0]}], x, residual)
-        check_finite("params", stacked)
+        x, _ = check_mlp_shapes([{"W": W[0], "b": b[0]}], x, residual)
+        check_finite_many(("params", stacked), ("x", x))
     else:
-        x = check_mlp_input(params, x, residual)
-        shapes = check_mlp_params(params)
+        x, shapes = check_mlp_shapes(params, x, residual)
         if len(set(shapes)) == 1 and shapes[0][0] == shapes[0][1]:
-            stacked = {"W": jnp.stack([p["W"] for p in params]), "b": jnp.stack([p["b"] for p in params])}
+            stacked = stack_layers(params)
+            try:  # validate the stacked arrays the sweep uses: one reduction each, one host sync
+                check_finite_many(("params", stacked), ("x", x))
+            except ValueError:
+                check_finite_many(("params", params), ("x", x))  # failure path: name the bad layer
+                raise
         else:
             stacked = None
+            check_finite_many(("params", params), ("x", x))
     if stacked is not None:
         fn = lambda xi: _stacked_jacobians(stacked, xi, act, residual)[0]
         return fn(x) if x.ndim == 1 else jax.vmap(fn)(x)

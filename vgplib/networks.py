@@ -11,8 +11,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from vgplib._validate import as_array, check_finite, check_mlp_params
+from vgplib._validate import as_array, check_finite_many, check_mlp_params
 from vgplib.activations import Activation, get_activation
 
 Array = jax.Array
@@ -27,16 +28,28 @@ class Trace(NamedTuple):
 
 
 def check_mlp_input(params, x, residual: bool = False) -> Array:
-    """Validate ``params`` and an input ``x`` of shape ``(n_0,)`` or ``(B, n_0)``; return ``x``."""
-    shapes = check_mlp_params(params)
+    """Validate ``params`` and an input ``x`` of shape ``(n_0,)`` or ``(B, n_0)``; return ``x``.
+
+    Shapes are checked from metadata; NaN/inf in ``params`` and ``x`` with one device sync.
+    """
+    x, _ = check_mlp_shapes(params, x, residual)
+    check_finite_many(("params", params), ("x", x))
+    return x
+
+
+def check_mlp_shapes(params, x, residual: bool = False) -> tuple[Array, list[tuple[int, int]]]:
+    """Shape and type checks of :func:`check_mlp_input` without the NaN/inf check; ``(x, shapes)``.
+
+    For a caller that checks finiteness once, on the arrays it actually uses (e.g. stacked layers).
+    """
+    shapes = check_mlp_params(params, finite=False)
     x = as_array("x", x, (1, 2))
     n_0 = shapes[0][1]
     if x.shape[-1] != n_0:
         raise ValueError(f"x has width {x.shape[-1]} but params[0]['W'] expects inputs of width {n_0}")
     if residual and any(n_out != n_in for n_out, n_in in shapes):
         raise ValueError(f"residual=True needs square layers (n_out == n_in); got W shapes {shapes}")
-    check_finite("x", x)
-    return x
+    return x, shapes
 
 
 def dense(layer, x: Array) -> Array:
@@ -81,12 +94,36 @@ def mlp_forward(
     return Trace(pre, post) if return_all else x
 
 
+def stack_layers(params) -> dict[str, Array]:
+    """``{"W": (L, ...), "b": (L, ...)}`` from a list of equal-shape layers, without shape checks.
+
+    Concrete arrays are stacked in host memory and moved to the device once: ``jnp.stack`` of
+    thousands of arrays compiles a concatenation with that many operands (minutes for 3,000 layers on
+    a busy CPU). Traced layers (inside ``jax.jit``) use ``jnp.stack``.
+    """
+    out = {}
+    for key in ("W", "b"):
+        arrays = [p[key] for p in params]
+        if any(isinstance(a, jax.core.Tracer) for a in arrays):
+            out[key] = jnp.stack(arrays)
+        else:
+            dtype = jnp.result_type(*arrays)
+            out[key] = jnp.asarray(np.stack([np.asarray(a) for a in arrays]).astype(dtype, copy=False))
+    return out
+
+
 def stack_params(params) -> dict[str, Array]:
     """Stack equal-shape layers into ``{"W": (L, n, n), "b": (L, n)}`` for ``lax.scan``."""
-    shapes = check_mlp_params(params)
+    shapes = check_mlp_params(params, finite=False)
     if len(set(shapes)) != 1:
         raise ValueError(f"stack_params needs layers of one shape; got {sorted(set(shapes))}")
-    return {"W": jnp.stack([p["W"] for p in params]), "b": jnp.stack([p["b"] for p in params])}
+    stacked = stack_layers(params)
+    try:  # one check of the two stacked arrays
+        check_finite_many(("params", stacked))
+    except ValueError:
+        check_finite_many(("params", params))  # failure path: name the bad layer
+        raise
+    return stacked
 
 
 def unstack_params(stacked: dict[str, Array]) -> list[dict[str, Array]]:
