@@ -3,10 +3,14 @@
 Parameters are plain pytrees (a list of ``{"W": (n_out, n_in), "b": (n_out,)}`` dicts for an
 MLP); every function takes parameters and inputs and returns arrays. Matmuls run at
 ``jax.lax.Precision.HIGHEST`` so that results on a GPU match the CPU (no TF32 rounding).
+
+``import vgplib`` imports JAX and NumPy only. The book layer (``vgplib.plots``, ``vgplib.widgets``,
+``vgplib.panels``: matplotlib and ipywidgets) is imported on first use, so ``vgplib.plots.new_figure``
+and ``from vgplib.panels import ch02`` work as before without costing a library user the import.
 """
 
-from vgplib import plots as plots
-from vgplib import widgets as widgets
+import importlib as _importlib
+
 from vgplib.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation, get_activation
 from vgplib.data import (
     ADDING_BASELINE_MSE,
@@ -96,6 +100,22 @@ from vgplib.training import (
 )
 
 __version__ = "0.1.0"
+
+#: Submodules of the book layer, imported on first attribute access (they import matplotlib/ipywidgets).
+_LAZY_SUBMODULES = ("panels", "plots", "widgets")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        module = _importlib.import_module(f"vgplib.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'vgplib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
 
 __all__ = [
     "ACTIVATIONS",
