@@ -6,6 +6,11 @@ a random token on a free port and isolated settings, open the copy, run all cell
 code cell has an execution count (and none raised), move the chosen slider with the keyboard
 (focus its handle, press ArrowRight), and assert that the slider's readout and the live image in
 the same output area (an ``ipywidgets.Image``, as ``vgplib.widgets.LivePanel`` shows) change.
+Every markdown cell must be rendered by the MyST renderer (``jupyterlab-myst``) and its visible text
+must hold no raw MyST (a role such as ``{doc}``, a directive fence, a directive option, an equation
+label): :func:`raw_myst` is the check, tested on its own below. The live image must not be
+stretched: its PNG has at least as many pixels as it covers on screen. Screenshots of the chapter's
+top and of the moved panel are left in the test's temporary folder.
 No request may leave the machine. Teardown, whatever happened: shut the kernels and the server down
 through the REST API, kill the server's process group, then kill any process still holding this
 run's private runtime folder (the kernels run in their own sessions), and check none is left. If
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -52,6 +58,58 @@ SERVER_START_TIMEOUT_S = 90
 RUN_ALL_TIMEOUT_S = 240
 IMAGE_SETTLE_S = 2.0  # the execution indicator does not track widget callbacks: wait for a quiet image
 ARROW_PRESSES = 5
+
+# ----------------------------------------------------------------- raw MyST in the rendered text
+
+#: MyST that shows as text when JupyterLab's Markdown renderer does not understand it. Rendered by
+#: jupyterlab-myst, roles become links or numbers, fences become boxes, options and labels vanish;
+#: rendered by plain Markdown they stay visible, as matched here (in the cells' innerText, where
+#: inline-code backticks are gone: "{doc}`preface <...>`" shows as "{doc}preface <...>").
+RAW_MYST_PATTERNS = {
+    "role": re.compile(r"\{(?:doc|ref|numref|eq|cite(?::[a-z]+)?|term|math|download|abbr|prf:ref)\}"),
+    "directive fence": re.compile(r"^\s*(?:`{3,}|~{3,}|:{3,})\s*\{[a-z][\w:-]*\}", re.MULTILINE),
+    "directive option": re.compile(r"^\s*:(?:label|class|filter|name|alt|caption|width|align|open|"
+                                   r"dropdown|numbered|nonumber|tags):(?:\s|$)", re.MULTILINE),
+    "target": re.compile(r"^\s*\([\w:.-]+\)=\s*$", re.MULTILINE),
+    # "$$ ... $$ (ch1-forward)": plain Markdown leaves the label after the displayed equation.
+    "equation label": re.compile(r"(?:\$\$\s*|^\s*)\([A-Za-z][\w:.-]*\)\s*$", re.MULTILINE),
+}
+
+
+def raw_myst(text: str) -> list[str]:
+    """The raw MyST constructs visible in ``text`` (a rendered cell's innerText), as ``kind: line``."""
+    found = []
+    for kind, pattern in RAW_MYST_PATTERNS.items():
+        for match in pattern.finditer(text):
+            start = text.rfind("\n", 0, match.start()) + 1
+            end = text.find("\n", match.end())
+            found.append(f"{kind}: {text[start:end if end >= 0 else None].strip()[:120]}")
+    return found
+
+
+# Rendered markdown cells: jupyterlab-myst renders into a ``.myst`` widget, JupyterLab's own renderer
+# into ``.jp-RenderedMarkdown``. Typeset math is hidden while the text is read (KaTeX puts "(a)" of
+# "phi'(a)" on a line of its own). Also report code blocks whose language is a directive.
+_MARKDOWN_STATE = """
+() => {
+  const cells = Array.from(document.querySelectorAll('.jp-Notebook .jp-MarkdownCell'));
+  return cells.map((cell, i) => {
+    const myst = cell.querySelector('.myst');
+    const plain = cell.querySelector('.jp-RenderedMarkdown');
+    const shown = myst || plain;
+    let text = '';
+    if (shown) {
+      const math = Array.from(shown.querySelectorAll('.katex, .katex-display, mjx-container, .MathJax'));
+      const saved = math.map(m => m.style.display);
+      math.forEach(m => { m.style.display = 'none'; });
+      text = shown.innerText;
+      math.forEach((m, k) => { m.style.display = saved[k]; });
+    }
+    const fences = Array.from(cell.querySelectorAll('code[class*="language-{"]')).map(c => c.className);
+    return {index: i, myst: !!myst, rendered: !!shown, text, fences};
+  });
+}
+"""
 
 
 # --------------------------------------------------------------------------- the server
@@ -291,6 +349,20 @@ def test_live_notebook_in_jupyterlab(chromium, jupyter_bin, tmp_path, notebook, 
             prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
             assert prompts and all(any(ch.isdigit() for ch in p) for p in prompts), prompts
 
+            # MyST: every markdown cell rendered by jupyterlab-myst, no raw role or directive visible.
+            markdown = page.evaluate(_MARKDOWN_STATE)
+            assert markdown, "no markdown cells in the notebook view"
+            unrendered = [m["index"] for m in markdown if not m["rendered"]]
+            assert not unrendered, f"markdown cells left unrendered (still in edit mode): {unrendered}"
+            not_myst = [m["index"] for m in markdown if not m["myst"]]
+            assert not not_myst, (f"markdown cells {not_myst} were not rendered by jupyterlab-myst "
+                                  "(is the extension installed and enabled? `jupyter labextension list`)")
+            raw = {m["index"]: raw_myst(m["text"]) + [f"code fence {c}" for c in m["fences"]] for m in markdown}
+            raw = {i: found for i, found in raw.items() if found}
+            assert not raw, f"raw MyST visible in rendered markdown cells (cell index: what): {raw}"
+            page.locator(".jp-Notebook .jp-Cell").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "jupyterlab-top.png"))
+
             sliders = page.locator(".jp-Notebook .widget-slider")
             page.wait_for_function(f"() => document.querySelectorAll('.jp-Notebook .widget-slider').length > "
                                    f"{slider_index}", timeout=60_000)
@@ -314,6 +386,10 @@ def test_live_notebook_in_jupyterlab(chromium, jupyter_bin, tmp_path, notebook, 
                 assert readout.inner_text() != before_readout, "the slider's readout did not move"
             assert after["hash"] != before["hash"], "the live image did not change after the slider moved"
             assert after["width"] > 0
+            # Sharp: the PNG has at least as many pixels as it is shown with (not stretched).
+            shown = img.evaluate("(img) => ({css: img.getBoundingClientRect().width, natural: img.naturalWidth,"
+                                 " dpr: window.devicePixelRatio})")
+            assert 0 < shown["css"] * shown["dpr"] <= shown["natural"] + 1, f"the live image is stretched: {shown}"
             unexpected = sorted(set(external) - LAB_EXTERNAL_ALLOWLIST)
             assert not unexpected, f"requests leaving the machine: {unexpected}"
             assert not errors, f"page errors: {errors}"
@@ -328,3 +404,43 @@ def test_live_notebook_in_jupyterlab(chromium, jupyter_bin, tmp_path, notebook, 
                     print(f"no failure screenshot: {exc}")
             context.close()
     assert source.read_bytes() == committed, "the committed notebook was modified"
+
+
+# --------------------------------------------------------------------------- the raw-MyST check itself
+
+# innerText of cells as JupyterLab's own Markdown renderer shows chapter 1 (measured, without
+# jupyterlab-myst), and as jupyterlab-myst shows them.
+_PLAIN_RENDER = [
+    "(ch01)=\nBackpropagation as a product of Jacobians",
+    "No earlier chapter is needed; the {doc}preface <../book/preface> explains how to run the notebooks.",
+    "initialization common before 2010 {cite}glorot2010understanding.",
+    "ReLU units and the initialization of {cite:t}he2015delving, W ~ N(0, 2/n).",
+    "check the bound {eq}ch1-bound on every layer.",
+    "J_l = diag(phi'(a_l)) W_l\n(ch1-layer-jacobian)",
+    "$$ J_l = W_l $$ (ch1-layer-jacobian)",
+    ":label: ch1-ex-jacobian\n\nThe layer below maps x_0 to x_1.",
+    ":class: dropdown\n\nFirst the pre-activation.",
+    "```{exercise} The Jacobian of one layer\n:label: ch1-ex-jacobian",
+    ":::{note}\nA note.\n:::",
+    ":filter: docname in docnames",
+]
+_MYST_RENDER = [
+    "Backpropagation as a product of Jacobians",
+    "No earlier chapter is needed; the preface explains how to run the notebooks.",
+    "initialization common before 2010 glorot2010understanding.",
+    "check the bound (4) on every layer, a dict {\"W\": W, \"b\": b} and a set {1, 2}.",
+    "J_l = diag(phi'(a_l)) W_l\n(1)",
+    "Exercise 1 (The Jacobian of one layer, by hand)\nThe layer below maps x_0 to x_1.",
+    "Solution to Exercise 1",
+    "(see the figure above)\nwhere (a) holds: a ratio (q/q*) of one.",
+]
+
+
+@pytest.mark.parametrize("text", _PLAIN_RENDER)
+def test_raw_myst_is_found(text):
+    assert raw_myst(text), text
+
+
+@pytest.mark.parametrize("text", _MYST_RENDER)
+def test_rendered_myst_passes(text):
+    assert raw_myst(text) == [], text

@@ -27,6 +27,8 @@ import vgplib
 from vgplib import widgets
 from vgplib.panels import ch02
 from vgplib.plots import (
+    DPI,
+    FIGSIZE,
     figure_dpi,
     figure_png,
     freeze_axes,
@@ -402,28 +404,39 @@ def _png_size(png: bytes) -> tuple[int, int]:
     return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
-def test_live_panel_draws_at_twice_the_shown_size_and_is_not_stretched():
-    make_figure, _ = toy_make_figure()  # new_figure() at its default 6 x 3.2 inches, 72 dpi
+def test_live_panel_draws_at_the_shown_size_and_is_not_stretched():
+    make_figure, _ = toy_make_figure()  # new_figure() at its default size and dpi
     panel = widgets.LivePanel(make_figure, toy_controls())
-    assert widgets.LIVE_DPI == widgets.LIVE_PIXEL_RATIO * widgets.CSS_DPI == 192
-    assert panel.fig.dpi == widgets.LIVE_DPI
-    # Shown 6 x 96 = 576 CSS pixels wide (at most the output width), drawn 1152 x 614 pixels.
-    assert panel.image.layout.width == "576px" and panel.image.layout.max_width == "100%"
+    live = widgets.LIVE_DPI
+    assert live == widgets.LIVE_PIXEL_RATIO * widgets.CSS_DPI and widgets.CSS_DPI == 96 and live >= 96
+    assert panel.fig.dpi == live
+    # Shown 96 CSS pixels per inch wide (at most the output width), drawn LIVE_DPI pixels per inch.
+    width, height = FIGSIZE
+    assert panel.image.layout.width == f"{round(96 * width)}px" and panel.image.layout.max_width == "100%"
     assert panel.image.layout.height == "auto"
-    assert _png_size(bytes(panel.image.value)) == (1152, round(3.2 * 192))
+    assert _png_size(bytes(panel.image.value)) == (round(live * width), round(live * height))
     panel.set(n=3)
-    assert _png_size(bytes(panel.image.value)) == (1152, round(3.2 * 192))
+    assert _png_size(bytes(panel.image.value)) == (round(live * width), round(live * height))
     # With an explicit dpi the figure keeps its own and the PNG is drawn at that dpi.
     fixed = widgets.LivePanel(toy_make_figure()[0], toy_controls(), dpi=50)
-    assert fixed.fig.dpi == 72 and _png_size(bytes(fixed.image.value)) == (300, 160)
-    assert fixed.image.layout.width == "576px"
+    assert fixed.fig.dpi == DPI and _png_size(bytes(fixed.image.value)) == (round(50 * width), round(50 * height))
+    assert fixed.image.layout.width == f"{round(96 * width)}px"
 
 
 def test_live_panel_takes_pixel_copies_at_the_live_dpi():
     def make(freeze):
         def make_figure():
-            fig, ax = _log_axes_figure(freeze)
-            line = ax.lines[0]
+            fig, ax = new_figure(dpi=50)  # the chapter's dpi: overridden while a LivePanel builds it
+            assert fig.dpi == widgets.LIVE_DPI != 50
+            ax.set_yscale("log")
+            ax.set_xlim(0, 10)
+            ax.set_ylim(1e-20, 1e2)
+            ax.set_title("title")
+            (line,) = ax.plot([], [], "o-", label="a curve")
+            ax.legend(loc="lower right", frameon=False)
+            if freeze:
+                freeze(fig, ax)
+            line.set_data(np.arange(11), 10.0 ** -np.arange(11))
 
             def update(n: int, label: str = "a") -> str:
                 line.set_ydata(10.0 ** -(n * np.arange(11) / 5))
@@ -438,7 +451,7 @@ def test_live_panel_takes_pixel_copies_at_the_live_dpi():
     a = np.asarray(plt_image(bytes(plain.image.value)), dtype=int)
     b = np.asarray(plt_image(bytes(frozen.image.value)), dtype=int)
     assert a.shape == b.shape and a.shape[1] == round(6 * widgets.LIVE_DPI)
-    # Same picture: a frame frozen at 72 dpi and pasted into the 192-dpi figure would not be.
+    # Same picture: a frame frozen at the chapter's dpi and pasted into the live-dpi one would not be.
     assert np.mean(np.abs(a - b) > 8) < 0.005
 
 
@@ -450,8 +463,9 @@ def test_live_panel_sets_the_dpi_of_a_figure_not_from_new_figure():
         return fig, lambda **values: ""
 
     panel = widgets.LivePanel(make_figure, toy_controls())
-    assert panel.fig.dpi == widgets.LIVE_DPI and panel.image.layout.width == "480px"
-    assert _png_size(bytes(panel.image.value)) == (960, 384)
+    live = widgets.LIVE_DPI
+    assert panel.fig.dpi == live and panel.image.layout.width == "480px"
+    assert _png_size(bytes(panel.image.value)) == (5 * live, 2 * live)
 
 
 def test_figure_dpi_overrides_new_figure_inside_the_block_only():

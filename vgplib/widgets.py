@@ -82,9 +82,11 @@ STATUS_KINDS = ("underflow", "overflow", "zero", "nan")
 
 #: A live figure is shown at its size in CSS pixels, 96 per inch (8-point text is 10.7 px high)...
 CSS_DPI = 96
-#: ...and drawn with this many pixels per CSS pixel (sharp on high-density screens and when zoomed;
-#: a PNG drawn at its shown size and stretched to the output width, as before, was blurred).
-LIVE_PIXEL_RATIO = 2
+#: ...and drawn with this many pixels per CSS pixel: 1 is pixel-exact (sharp) on a standard screen.
+#: (Before, a 72-dpi PNG was stretched to the output width and blurred.) 2 would be sharp on
+#: high-density screens too, but the redraws then took 1.5-1.8x as long (measured on 2 cores:
+#: chapter 4's panels over the 100 ms bar); 1.5 left two panels within a few ms of the bar.
+LIVE_PIXEL_RATIO = 1
 #: The resolution of a live figure: :class:`LivePanel` builds its figure inside ``figure_dpi(LIVE_DPI)``.
 LIVE_DPI = CSS_DPI * LIVE_PIXEL_RATIO
 
@@ -197,9 +199,9 @@ class LivePanel:
 
     Resolution: ``make_figure`` runs inside :func:`vgplib.plots.figure_dpi` ``(LIVE_DPI)``, so a
     figure from :func:`vgplib.plots.new_figure` (and any pixel copy taken while it is built) is
-    drawn at :data:`LIVE_DPI` = 192 dpi, whatever dpi the chapter asked for; the image is shown
-    :data:`CSS_DPI` = 96 CSS pixels per inch wide (a 6-inch figure: 576 px, drawn 1152 px wide), not
-    stretched to the output area. With ``dpi`` given, the figure keeps its own dpi and is rendered
+    drawn at :data:`LIVE_DPI` (96 dpi), whatever dpi the chapter asked for, and the image is shown
+    :data:`CSS_DPI` = 96 CSS pixels per inch wide (a 6-inch figure: 576 px), not stretched to the
+    width of the output area. With ``dpi`` given, the figure keeps its own dpi and is rendered
     at ``dpi``.
 
     Attributes: ``widget`` (the :class:`ipywidgets.VBox` displayed), ``controls``, ``image``,
