@@ -400,7 +400,7 @@ def monitor_figure(bad, good, explode_norm: float, first_nonfinite: int | None,
                    labels: tuple[str, str] = ("σ_w = 2.25", "σ_w = √2")) -> Figure:
     """Left: per-layer and global gradient norms of the diverging run ``bad`` (a
     :class:`vgplib.TrainHistory`); right: the loss of ``bad`` and ``good`` (a gap is a NaN)."""
-    fig, axes = _static_figure((8.6, 3.4), ncols=2)
+    fig, axes = _static_figure((7.0, 3.3), ncols=2)  # <= 688 px wide: shown unscaled in the book
     norms = np.asarray(bad.grad_norms)
     colors = [f"C{i % 10}" for i in range(norms.shape[1])]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -425,45 +425,47 @@ def monitor_figure(bad, good, explode_norm: float, first_nonfinite: int | None,
 
 def cliff_figure(ws, bs, grid, path, w_cut: float, b_wall: float, b_cut, cut_loss, cut_norm) -> Figure:
     """Three panels: ``log10 E`` over ``(w, b)`` with the wall and the descent path ``path`` (a
-    :class:`vgplib.CliffPath`) up to its longest step; ``log10 ||grad E||`` on the grid; and the
-    loss and gradient norm on the float64 slice ``b_cut`` across the wall at ``w_cut``."""
+    :class:`vgplib.CliffPath`) up to its longest step; ``log10 ||grad E||`` on the grid; and, below
+    them, the loss and gradient norm on the float64 slice ``b_cut`` across the wall at ``w_cut``.
+    Two rows, 7 inches wide, so that the book shows it unscaled (text at 10 px or more)."""
     ws, bs = np.asarray(ws), np.asarray(bs)
     pts = np.asarray(path.params)
     jumps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
     k = int(np.argmax(jumps))
-    fig, axes = _static_figure((10.5, 3.5), ncols=3)
+    fig = Figure(figsize=(7.0, 6.4), layout="constrained")
+    ax = fig.subplot_mosaic([["loss", "grad"], ["cut", "cut"]], height_ratios=[1.25, 1.0])
     extent = [ws[0], ws[-1], bs[0], bs[-1]]
-    im = axes[0].imshow(np.log10(np.asarray(grid.loss)), origin="lower", extent=extent, aspect="auto",
-                        cmap="viridis")
-    fig.colorbar(im, ax=axes[0], fraction=0.046)
-    axes[0].plot(*wall_line(ws), "w--", lw=1)
-    axes[0].plot(pts[: k + 1, 0], pts[: k + 1, 1], "o-", color="C1", ms=2.5, lw=1)
+    im = ax["loss"].imshow(np.log10(np.asarray(grid.loss)), origin="lower", extent=extent, aspect="auto",
+                           cmap="viridis")
+    fig.colorbar(im, ax=ax["loss"], fraction=0.05)
+    ax["loss"].plot(*wall_line(ws), "w--", lw=1)
+    ax["loss"].plot(pts[: k + 1, 0], pts[: k + 1, 1], "o-", color="C1", ms=2.5, lw=1)
     throw = (pts[k + 1] - pts[k]) / jumps[k]
-    axes[0].annotate("", xy=tuple(pts[k] + 1.9 * throw), xytext=tuple(pts[k]),
-                     arrowprops={"arrowstyle": "->", "color": "k", "lw": 1.5})
-    axes[0].text(ws[0] + 0.15, bs[-1] - 0.15,
-                 f"step {k}: thrown to\n(w, b) = ({pts[k + 1, 0]:.0f}, {pts[k + 1, 1]:.0f})",
-                 fontsize=8, va="top", bbox={"fc": "w", "ec": "0.5", "alpha": 0.85})
-    axes[0].set_title("log₁₀ E(w, b); dashed: b_wall(w)", fontsize=10)
-    axes[0].set_xlabel("w")
-    axes[0].set_ylabel("b")
-    im = axes[1].imshow(np.log10(np.asarray(grid.grad_norm)), origin="lower", extent=extent,
-                        aspect="auto", cmap="magma", vmin=-6)
-    fig.colorbar(im, ax=axes[1], fraction=0.046)
-    axes[1].set_title("log₁₀ ‖∇E‖ on the grid", fontsize=10)
-    axes[1].set_xlabel("w")
+    ax["loss"].annotate("", xy=tuple(pts[k] + 1.9 * throw), xytext=tuple(pts[k]),
+                        arrowprops={"arrowstyle": "->", "color": "k", "lw": 1.5})
+    ax["loss"].text(ws[0] + 0.15, bs[-1] - 0.15,
+                    f"step {k}: thrown to\n(w, b) = ({pts[k + 1, 0]:.0f}, {pts[k + 1, 1]:.0f})",
+                    fontsize=8, va="top", bbox={"fc": "w", "ec": "0.5", "alpha": 0.85})
+    ax["loss"].set_title("log₁₀ E(w, b); dashed: b_wall(w)", fontsize=10)
+    ax["loss"].set_xlabel("w")
+    ax["loss"].set_ylabel("b")
+    im = ax["grad"].imshow(np.log10(np.asarray(grid.grad_norm)), origin="lower", extent=extent,
+                           aspect="auto", cmap="magma", vmin=-6)
+    fig.colorbar(im, ax=ax["grad"], fraction=0.05)
+    ax["grad"].set_title("log₁₀ ‖∇E‖ on the grid", fontsize=10)
+    ax["grad"].set_xlabel("w")
     db = (np.asarray(b_cut) - b_wall) * 1e3
     cut_norm = np.asarray(cut_norm)
-    axes[2].semilogy(db, cut_norm, color="C3", lw=1.2)
+    ax["cut"].semilogy(db, cut_norm, color="C3", lw=1.2)
     i_peak = int(np.argmax(cut_norm))
-    axes[2].plot([db[i_peak]], [cut_norm[i_peak]], "v", color="C3", ms=6)  # a one-sample spike
-    axes[2].set_xlim(-2, 2)
-    axes[2].set_ylabel("‖∇E‖", color="C3")
-    twin = axes[2].twinx()
+    ax["cut"].plot([db[i_peak]], [cut_norm[i_peak]], "v", color="C3", ms=6)  # a one-sample spike
+    ax["cut"].set_xlim(-2, 2)
+    ax["cut"].set_ylabel("‖∇E‖", color="C3")
+    twin = ax["cut"].twinx()
     twin.plot(db, cut_loss, color="C0", lw=1.5)
     twin.set_ylabel("E", color="C0")
-    axes[2].set_xlabel(f"(b − b_wall) × 10³ at w = {w_cut:g}")
-    axes[2].set_title("slice across the wall (float64)", fontsize=10)
+    ax["cut"].set_xlabel(f"(b − b_wall) × 10³ at w = {w_cut:g}")
+    ax["cut"].set_title("slice across the wall (float64)", fontsize=10)
     return fig
 
 
