@@ -157,8 +157,8 @@ def image_problems(images: list[dict]) -> list[str]:
             problems.append(
                 f"{where}: smallest text {px:.1f} px < {MIN_TEXT_PX:g} px as shown "
                 f"({im['minFontPt']} pt at {im['dpi']} dpi, {im['natural']} px wide shown at "
-                f"{im['shown']:.0f} px): use larger fonts (>= {MIN_TEXT_PX * 72 / float(im['dpi']):.1f} pt "
-                "unscaled) or a narrower figure")
+                f"{im['shown']:.0f} px): use fonts >= "
+                f"{MIN_TEXT_PX * 72 / float(im['dpi']) * im['natural'] / im['shown']:.1f} pt or a narrower figure")
     return problems
 
 
