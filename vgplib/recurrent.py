@@ -3,7 +3,7 @@
 Parameters are one dict ``{"W": (k n, n), "U": (k n, d), "b": (k n,)}`` per network, with the
 ``k`` gate blocks stacked along the rows (``k = 1`` RNN, ``4`` LSTM, ``3`` GRU):
 
-- RNN (Elman 1990): ``h_t = phi(W h_{t-1} + U x_t + b)``.
+- RNN (Elman 1990): ``a_t = W h_{t-1} + U x_t + b``, ``h_t = phi(a_t)``.
 - LSTM with forget gate (Hochreiter & Schmidhuber 1997; Gers, Schmidhuber & Cummins 2000), gate
   blocks in the order of :data:`LSTM_GATES` (input, forget, cell candidate, output)::
 
@@ -18,7 +18,8 @@ Parameters are one dict ``{"W": (k n, n), "U": (k n, d), "b": (k n,)}`` per netw
 
 ``phi`` is ``tanh`` by default (any name of :data:`vgplib.ACTIVATION_NAMES`); gates are always
 logistic sigmoids. Backpropagation through time (Werbos 1990) multiplies the step Jacobians
-``J_t = d s_t / d s_{t-1}``: ``d s_T / d s_k = J_T J_{T-1} ... J_{k+1}`` (Bengio, Simard &
+``J_t = d s_t / d s_{t-1}`` (for the RNN ``s_t = h_t`` and ``J_t = diag(phi'(a_t)) W``):
+``d s_T / d s_k = J_T J_{T-1} ... J_{k+1}`` (Bengio, Simard &
 Frasconi 1994; Pascanu, Mikolov & Bengio 2013), which :func:`step_jacobians` returns in the
 stacked ``(T, m, m)`` layout of :func:`vgplib.backward_products` and :func:`vgplib.log_norms`.
 All matmuls run at ``Precision.HIGHEST``.
@@ -234,7 +235,7 @@ def _check_cell_args(params, h, x, cell: str, c=None):
 
 
 def rnn_cell(params, h, x, activation: str | Activation = "tanh") -> Array:
-    """One vanilla RNN step ``h_t = phi(W h_{t-1} + U x_t + b)`` (Elman 1990); ``h`` ``(n,)``/``(B, n)``."""
+    """One vanilla RNN step ``h_t = phi(a_t)``, ``a_t = W h_{t-1} + U x_t + b`` (Elman 1990); ``h`` ``(n,)``/``(B, n)``."""
     act = get_activation(activation)
     h, x, _ = _check_cell_args(params, h, x, "rnn")
     return _step(params, h, x, "rnn", act)
@@ -297,7 +298,7 @@ def step_jacobians(params, xs, h0=None, cell: str = "rnn", activation: str | Act
     """Exact step Jacobians ``J_t = d s_t / d s_{t-1}``, ``t = 1..T``, of the full recurrent state.
 
     By forward-mode autodiff (``jax.jacfwd``) of one step at the state the recurrence reaches,
-    inside one ``lax.scan``. For the RNN ``J_t = diag(phi'(W h_{t-1} + U x_t + b)) W``. For the
+    inside one ``lax.scan``. For the RNN ``J_t = diag(phi'(a_t)) W`` with ``a_t = W h_{t-1} + U x_t + b``. For the
     LSTM ``s = [h; c]`` and ``J_t`` is ``(2n, 2n)``; its ``c``-to-``c`` block is ``diag(f_t)``
     (see :func:`lstm_blocks`). The result is stacked like layer Jacobians, so
     ``vgplib.backward_products(J)[k] = d s_T / d s_k`` for every ``k = 0..T`` in one sweep, and
