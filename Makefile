@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make book   builds the HTML book into _build/html (warnings are errors)
-#   make test   builds the book, then runs every test: unit, property, nbval, real browser
+#   make test   builds the book, then runs every test: unit, property, nbval, real browser, and
+#               the library's unit tests again under the oldest supported JAX (test-jax-floor)
 # Both create the virtual environment .venv from requirements.txt on first use.
 
 VENV   ?= .venv
@@ -11,7 +12,20 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export JUPYTER_PLATFORM_DIRS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test lint bench clean
+# The oldest JAX the library supports: the `jax>=X` line of requirements.txt (pyproject.toml must
+# say the same). test-jax-floor runs the core library's unit tests (no notebooks, browser, panels or
+# widgets) under exactly that JAX in a second small environment. Measured with 0.8.2 on the shared
+# 2-core machine under a load of about 10: install 3.9 min, these 6 files plus test_monitor.py and
+# test_landscapes.py 8.0 min (174 passed), 6.2 min CPU in all; the two are left out of CI to stay
+# under 5 minutes on a quiet machine (run them with FLOOR_TESTS="tests/test_monitor.py ...").
+JAX_FLOOR   := $(shell sed -n 's/^jax>=\([0-9.]*\).*/\1/p' requirements.txt)
+FLOOR_VENV  ?= .venv-jaxfloor
+FLOOR_PY    := $(FLOOR_VENV)/bin/python
+FLOOR_STAMP := $(FLOOR_VENV)/.installed-stamp-$(JAX_FLOOR)
+FLOOR_TESTS ?= tests/test_theory.py tests/test_activations.py tests/test_init.py tests/test_networks.py \
+               tests/test_jacobians.py tests/test_gradients.py
+
+.PHONY: book test test-jax-floor lint bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,9 +43,26 @@ test: $(STAMP)
 	$(MAKE) book
 	$(VENV)/bin/ruff check vgplib tests bench
 	$(PY) -m pytest
+	$(MAKE) test-jax-floor
+
+$(FLOOR_STAMP): requirements.txt pyproject.toml
+	@test -n "$(JAX_FLOOR)" || { echo "requirements.txt has no 'jax>=X' line" >&2; exit 1; }
+	@grep -q '"jax>=$(JAX_FLOOR)"' pyproject.toml || \
+	  { echo "pyproject.toml must require jax>=$(JAX_FLOOR) like requirements.txt" >&2; exit 1; }
+	rm -rf $(FLOOR_VENV)
+	python3 -m venv $(FLOOR_VENV)
+	$(FLOOR_PY) -m pip install --quiet "jax==$(JAX_FLOOR)" "jaxlib==$(JAX_FLOOR)" numpy matplotlib \
+	  ipywidgets ipython optax pytest hypothesis
+	touch $@
+
+# `python -m pytest` from the repository root imports vgplib from the working tree; -o addopts=
+# drops the nbval options of pyproject.toml (nbval is not installed there).
+test-jax-floor: $(FLOOR_STAMP)
+	$(FLOOR_PY) -c 'import jax; assert jax.__version__ == "$(JAX_FLOOR)", jax.__version__'
+	$(FLOOR_PY) -m pytest -o addopts="-ra" -p no:cacheprovider $(FLOOR_TESTS)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf _build
+	rm -rf _build $(FLOOR_VENV)
