@@ -8,8 +8,8 @@ mean softmax cross-entropy ``E = -(1/B) sum_b log softmax(logits_b)[y_b]``. Trai
 
 - the loss ``E(theta_t)`` and the accuracy;
 - the relative weight change per layer ``||W_l(t) - W_l(0)||_F / ||W_l(0)||_F``: the measure of
-  "the first layers barely move while the last ones learn" (Glorot & Bengio 2010; Bengio,
-  Simard & Frasconi 1994 call it a network that appears to train but does not improve);
+  "the first layers barely move while the last ones learn", which chapter 3 measures for a deep
+  sigmoid network (our description of that run: it appears to train, but does not improve);
 - the full-batch gradient ``dE/dtheta_l`` per layer through :func:`vgplib.monitor.monitor_step`
   (per-layer and global norms, vanishing / exploding / non-finite flags). A diverging run is
   recorded, never raised: its loss and norms become ``inf``/``NaN`` and the flags say when.
