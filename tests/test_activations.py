@@ -55,3 +55,33 @@ def test_unknown_name_lists_valid_names():
         vgplib.get_activation("sigmoidd")
     with pytest.raises(TypeError, match="activation"):
         vgplib.get_activation(3)
+
+
+def test_activation_by_index_matches_get_activation():
+    names = ("tanh", "relu", "sigmoid", "linear", "gelu")
+    pick = jax.jit(lambda i, x: vgplib.activations.activation_by_index(i, x, names))
+    for i, name in enumerate(names):
+        act = vgplib.get_activation(name)
+        phi, dphi = pick(np.int32(i), XS)  # one trace for every index
+        # the same functions; XLA may fuse a compiled branch differently: rounding of float32 terms of
+        # size |x| <= 8 (gelu's x * (1 + erf) cancels to 0 or 1e-7 near x = -5.4), so atol = 16 eps
+        np.testing.assert_allclose(phi, act.fn(XS), rtol=1e-6, atol=16 * np.finfo(np.float32).eps)
+        np.testing.assert_allclose(dphi, act.grad(XS), rtol=1e-6, atol=16 * np.finfo(np.float32).eps)
+    phi, dphi = vgplib.activations.activation_by_index(3, XS)  # default order: ACTIVATION_NAMES
+    act = vgplib.get_activation(vgplib.ACTIVATION_NAMES[3])
+    np.testing.assert_array_equal(phi, act.fn(XS))
+    np.testing.assert_array_equal(dphi, act.grad(XS))
+
+
+def test_activation_by_index_bad_input():
+    f = vgplib.activations.activation_by_index
+    with pytest.raises(ValueError, match=r"index must be in 0..2"):
+        f(3, XS, ("tanh", "relu", "sigmoid"))
+    with pytest.raises(ValueError, match=r"index must be in"):
+        f(-1, XS, ("tanh", "relu"))
+    with pytest.raises(TypeError, match="index must be an integer"):
+        f(1.0, XS, ("tanh", "relu"))
+    with pytest.raises(ValueError, match="unknown activation"):
+        f(0, XS, ("tanh", "tanhh"))
+    with pytest.raises(TypeError, match="names must be a non-empty tuple"):
+        f(0, XS, "tanh")

@@ -269,3 +269,22 @@ def test_finite_check_of_numpy_leaves_and_inside_jit():
     # traced parameters are not checked (no value), and do not raise
     out = jax.jit(lambda p, x: vgplib.layer_jacobians(p, x))(good, jnp.ones(3))
     np.testing.assert_allclose(out, vgplib.layer_jacobians(good, jnp.ones(3)), rtol=1e-6)
+
+
+def test_stable_norms_against_float64_and_at_the_float32_floor():
+    from vgplib.jacobians import stable_log_norm, stable_norm
+
+    x = np.random.default_rng(0).standard_normal((5, 7))
+    np.testing.assert_allclose(stable_norm(jnp.asarray(x, jnp.float32)), np.linalg.norm(x, axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(stable_log_norm(jnp.asarray(x, jnp.float32)), np.log(np.linalg.norm(x, axis=-1)),
+                               atol=1e-6)
+    tiny = jnp.asarray(x * 1e-25, jnp.float32)  # squares underflow in float32: jnp.linalg.norm gives 0
+    assert float(jnp.linalg.norm(tiny[0])) == 0.0
+    np.testing.assert_allclose(stable_norm(tiny), 1e-25 * np.linalg.norm(x, axis=-1), rtol=1e-5)
+    np.testing.assert_allclose(stable_log_norm(tiny), np.log(1e-25 * np.linalg.norm(x, axis=-1)), atol=1e-5)
+    big = jnp.asarray(x * 1e30, jnp.float32)  # the norm itself is finite; its squares overflow
+    np.testing.assert_allclose(stable_log_norm(big), np.log(1e30 * np.linalg.norm(x, axis=-1)), atol=1e-5)
+    zero = jnp.zeros((2, 3))
+    assert np.all(np.asarray(stable_norm(zero)) == 0.0) and np.all(np.isneginf(np.asarray(stable_log_norm(zero))))
+    assert np.isinf(float(stable_norm(jnp.array([1.0, jnp.inf]))))
+    np.testing.assert_allclose(stable_norm(jnp.asarray(x), axis=0), np.linalg.norm(x, axis=0), rtol=1e-6)

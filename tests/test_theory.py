@@ -133,3 +133,85 @@ def test_gaussian_lyapunov_exponents_match_a_long_product():
 def test_gaussian_lyapunov_exponents_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+# ------------------------------------------------------------------ traceable twins (live panels)
+
+NAMES = ("tanh", "relu", "sigmoid", "erf")
+
+
+def test_length_map_and_chi_equals_public_functions():
+    from vgplib.theory import length_map_and_chi
+
+    with jax.enable_x64(True):
+        f = jax.jit(lambda i, sw, sb, q: length_map_and_chi(i, sw, sb, q, NAMES))  # traced sigma_w and q
+        for i, name in enumerate(NAMES):
+            for sw, sb, q in [(0.7, 0.0, 0.3), (1.3, 0.2, 2.5), (2.5, 0.05, 40.0), (1.0, 0.0, 0.0)]:
+                q_next, chi = f(np.int32(i), sw, sb, q)
+                assert q_next.dtype == jnp.float64
+                assert float(q_next) == pytest.approx(vgplib.length_map(name, sw, sb, q), rel=1e-12, abs=1e-300)
+                assert float(chi) == pytest.approx(vgplib.chi1(name, sw, sb, q=q), rel=1e-12)
+    # float32 follows the arguments' dtype, within float32 rounding
+    q_next, chi = length_map_and_chi(0, jnp.float32(1.5), jnp.float32(0.0), jnp.float32(0.8), NAMES)
+    assert q_next.dtype == jnp.float32 and chi.dtype == jnp.float32
+    assert float(chi) == pytest.approx(vgplib.chi1("tanh", 1.5, q=0.8), rel=1e-5)
+
+
+def test_q_star_and_chi_equals_q_star_and_chi1():
+    from vgplib.theory import q_star_and_chi
+
+    with jax.enable_x64(True):
+        f = jax.jit(lambda i, sw, sb: q_star_and_chi(i, sw, sb, 1.0, NAMES))
+        for i, name in enumerate(NAMES):
+            for sw, sb in [(0.5, 0.0), (1.0, 0.0), (1.2, 0.1), (2.0, 0.0), (3.0, 0.3)]:
+                q, chi = (float(v) for v in f(np.int32(i), sw, sb))
+                ref = vgplib.q_star(name, sw, sb)
+                if math.isinf(ref) or ref == 0.0:
+                    assert q == ref
+                else:
+                    assert q == pytest.approx(ref, rel=1e-10)
+                if math.isinf(ref):  # chi1 raises there; the twin evaluates at the end of the search
+                    assert chi == pytest.approx(vgplib.chi1(name, sw, sb, q=2.0**120), rel=1e-12)
+                else:
+                    assert chi == pytest.approx(vgplib.chi1(name, sw, sb), rel=1e-10)
+                    assert f"{chi:.3g}" == f"{vgplib.chi1(name, sw, sb):.3g}"
+        # ReLU at sigma_w^2 = 2, sigma_b = 0: every q is a fixed point, q* = q0
+        assert float(q_star_and_chi(1, math.sqrt(2.0), 0.0, 1.0, NAMES)[0]) == vgplib.q_star("relu", math.sqrt(2.0))
+
+
+def test_traceable_theory_bad_input():
+    from vgplib.theory import length_map_and_chi, q_star_and_chi
+
+    with pytest.raises(ValueError, match="sigma_w must be a finite number > 0"):
+        length_map_and_chi(0, -1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="q must be a finite number >= 0"):
+        length_map_and_chi(0, 1.0, 0.0, -1.0)
+    with pytest.raises(ValueError, match="sigma_b must be"):
+        length_map_and_chi(0, 1.0, math.nan, 1.0)
+    with pytest.raises(ValueError, match="index must be in"):
+        length_map_and_chi(len(vgplib.ACTIVATION_NAMES), 1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="q0 must be a finite number > 0"):
+        q_star_and_chi(0, 1.0, 0.0, 0.0)
+
+
+def test_panel_theory_lines_are_the_numbers_chi1_returns():
+    """The theory a live panel draws is vgplib.chi1's number (same quadrature, float64), to print precision."""
+    from vgplib.panels import ch02, ch03
+
+    for act in ("tanh", "sigmoid", "relu"):
+        for sw in (0.75, 1.0, 1.5):
+            c = ch02.gradient_curves(sw, 40, act)
+            x0 = np.asarray(ch02.network_data()["x0"], np.float64)
+            q = sw**2 * float(np.mean(np.sum(x0**2, axis=1))) / ch02.WIDTH
+            ref = []
+            for _ in range(40):
+                ref.append(vgplib.chi1(act, sw, q=q))
+                q = vgplib.length_map(act, sw, 0.0, q)
+            np.testing.assert_allclose(c["chi"][1:], ref, rtol=1e-12)
+            assert f"{c['chi'][-1]:.3g}" == f"{ref[-1]:.3g}"
+            np.testing.assert_allclose(c["log10_theory"][0], 0.5 * np.sum(np.log10(ref)), rtol=1e-12)
+            p = ch03.gradient_profile(act, sw, 20)
+            if not (act == "relu" and sw > math.sqrt(2.0)):
+                assert f"{p['chi_star']:.3g}" == f"{vgplib.chi1(act, sw):.3g}"
+                assert p["chi_star"] == pytest.approx(vgplib.chi1(act, sw), rel=1e-10)
+                np.testing.assert_allclose(p["theory_fixed"][0], 10 * math.log10(vgplib.chi1(act, sw)), rtol=1e-10)

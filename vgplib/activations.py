@@ -1,7 +1,7 @@
 """Named activation functions, their derivatives and the supremum of |phi'|.
 
 The supremum bounds each layer's contribution to a backward product: with
-``J_l = diag(phi'(h_l)) W_l`` we have ``||J_l|| <= sup|phi'| * ||W_l||``, so a sigmoid network
+``J_l = diag(phi'(a_l)) W_l`` (``a_l`` the pre-activation) we have ``||J_l|| <= sup|phi'| * ||W_l||``, so a sigmoid network
 loses at least a factor 4 per layer unless its weights make up for it (Hochreiter 1991;
 Bengio, Simard & Frasconi 1994).
 """
@@ -127,3 +127,47 @@ def get_activation(activation: str | Activation) -> Activation:
         return activation
     check_name("activation", activation, ACTIVATIONS)
     return ACTIVATIONS[activation]
+
+
+def _check_names(names) -> tuple[str, ...]:
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names) or len(names) == 0:
+        raise TypeError(f"names must be a non-empty tuple of activation names; got {names!r}")
+    for n in names:
+        check_name("activation", n, ACTIVATIONS)
+    return tuple(names)
+
+
+def _check_index(index, names: tuple[str, ...]) -> None:
+    if not isinstance(index, jax.core.Tracer):
+        if isinstance(index, bool) or not jnp.issubdtype(jnp.asarray(index).dtype, jnp.integer) or jnp.ndim(index):
+            raise TypeError(f"index must be an integer scalar; got {index!r}")
+        if not 0 <= int(index) < len(names):
+            raise ValueError(f"index must be in 0..{len(names) - 1} for names {names}; got {int(index)}")
+
+
+def activation_by_index(index, x, names: tuple[str, ...] = ACTIVATION_NAMES) -> tuple[Array, Array]:
+    """``(phi(x), phi'(x))`` for the activation ``names[index]``, with ``index`` a traced integer.
+
+    The jit-friendly form of :func:`get_activation`: ``jax.lax.switch`` over the same ``fn``/``grad``
+    of :data:`ACTIVATIONS`, so a slider or dropdown that changes the activation changes an argument of a
+    jitted function, not its trace (no recompilation). ``names`` (static) fixes the order and limits
+    the branches compiled. A concrete ``index`` outside ``0..len(names)-1`` raises ``ValueError``
+    (a traced one is clamped, as ``lax.switch`` does).
+    """
+    names = _check_names(names)
+    _check_index(index, names)
+    return _switch(index, x, names, lambda a: (lambda v: (a.fn(v), a.grad(v))))
+
+
+def _switch(index, x, names: tuple[str, ...], branch):
+    """``lax.switch`` over ``branch(ACTIVATIONS[name])`` for the (checked) ``names``."""
+    fns = [branch(ACTIVATIONS[n]) for n in names]
+    return fns[0](x) if len(fns) == 1 else jax.lax.switch(index, fns, x)
+
+
+def function_by_index(index, x, names: tuple[str, ...] = ACTIVATION_NAMES, derivative: bool = False) -> Array:
+    """``phi(x)`` (or ``phi'(x)`` with ``derivative=True``) alone, for :func:`activation_by_index`'s
+    arguments: half the work where only one of the two is needed (for example a Gauss quadrature)."""
+    names = _check_names(names)
+    _check_index(index, names)
+    return _switch(index, x, names, (lambda a: a.grad) if derivative else (lambda a: a.fn))

@@ -1,10 +1,11 @@
 """Per-layer gradients of a scalar loss: norms for any list-of-layers pytree, and the delta recursion.
 
-Backpropagation (Rumelhart, Hinton & Williams 1986) computes, for ``h_l = W_l x_{l-1} + b_l``,
-``x_l = phi(h_l)`` and a loss ``E``,
+Backpropagation (Rumelhart, Hinton & Williams 1986) computes, for ``a_l = W_l h_{l-1} + b_l``,
+``h_l = phi(a_l)``, ``h_0 = x`` and a loss ``E``, the error signals ``delta_l = dE/da_l`` from the
+back-propagated gradients ``g_l = dE/dh_l``:
 
-    delta_L = phi'(h_L) * dE/dx_L,    delta_l = phi'(h_l) * (W_{l+1}^T delta_{l+1}),
-    dE/dW_l = delta_l x_{l-1}^T,      dE/db_l = delta_l,
+    delta_L = phi'(a_L) * g_L,        delta_l = phi'(a_l) * g_l,   g_l = W_{l+1}^T delta_{l+1},
+    dE/dW_l = delta_l h_{l-1}^T,      dE/db_l = delta_l,
 
 so the size of ``dE/dW_l`` is the size of a product of ``L - l`` Jacobian factors.
 """
@@ -63,11 +64,11 @@ def layer_gradient_norms(loss_fn: Callable[..., Array], params: Any, *args: Any)
 
 
 def backprop_deltas(params, x, grad_output, activation: str | Activation = "tanh") -> list[Array]:
-    """The delta recursion written out: ``delta_l = dE/dh_l`` for ``l = 1..L``.
+    """The delta recursion written out: ``delta_l = dE/da_l`` for ``l = 1..L``.
 
-    ``delta_L = phi'(h_L) * grad_output`` and ``delta_l = phi'(h_l) * (W_{l+1}^T delta_{l+1})``,
-    for one input ``x`` (``(n_0,)``) or a batch (``(B, n_0)``), with ``grad_output = dE/dx_L``.
-    Then ``dE/dW_l = delta_l x_{l-1}^T`` (summed over a batch) and ``dE/db_l = delta_l``.
+    ``delta_L = phi'(a_L) * grad_output`` and ``delta_l = phi'(a_l) * (W_{l+1}^T delta_{l+1})``,
+    for one input ``x`` (``(n_0,)``) or a batch (``(B, n_0)``), with ``grad_output = g_L = dE/dh_L``.
+    Then ``dE/dW_l = delta_l h_{l-1}^T`` (summed over a batch) and ``dE/db_l = delta_l``.
     An independent path to ``jax.grad``, for teaching and for tests.
     """
     act = get_activation(activation)
@@ -85,7 +86,7 @@ def backprop_deltas(params, x, grad_output, activation: str | Activation = "tanh
 
 
 def deltas_to_param_grads(deltas: list[Array], params, x, activation: str | Activation = "tanh") -> list[dict[str, Array]]:
-    """``dE/dW_l = delta_l x_{l-1}^T`` and ``dE/db_l = delta_l`` (summed over a batch axis)."""
+    """``dE/dW_l = delta_l h_{l-1}^T`` and ``dE/db_l = delta_l`` (summed over a batch axis)."""
     act = get_activation(activation)
     trace = mlp_forward(params, x, act, return_all=True)
     grads = []

@@ -1,10 +1,10 @@
 """Exact per-layer Jacobians and every backward product, directly or in log-space.
 
-For an MLP ``x_l = phi(h_l)``, ``h_l = W_l x_{l-1} + b_l``, the chain rule gives
+For an MLP ``h_l = phi(a_l)``, ``a_l = W_l h_{l-1} + b_l``, ``h_0 = x``, the chain rule gives
 
-    d x_L / d x_l = J_L J_{L-1} ... J_{l+1},   J_l = d x_l / d x_{l-1} = diag(phi'(h_l)) W_l,
+    P_l = d h_L / d h_l = J_L J_{L-1} ... J_{l+1},   J_l = d h_l / d h_{l-1} = diag(phi'(a_l)) W_l,
 
-and the gradient of a loss is ``dE/dx_l = (d x_L / d x_l)^T dE/dx_L`` (Rumelhart, Hinton &
+and the back-propagated gradient of a loss is ``g_l = dE/dh_l = P_l^T g_L`` (Rumelhart, Hinton &
 Williams 1986). Every suffix product comes from ONE backward sweep ``P_{l-1} = P_l J_l`` starting
 at ``P_L = I``, which costs L matrix products (the naive per-l product costs L^2/2).
 
@@ -59,10 +59,10 @@ def _stacked_jacobians(stacked, x: Array, act: Activation, residual: bool) -> tu
 
 
 def layer_jacobians(params, x, activation: str | Activation = "tanh", residual: bool = False):
-    """Exact per-layer Jacobians ``J_l = d x_l / d x_{l-1}``, ``l = 1..L``, by autodiff.
+    """Exact per-layer Jacobians ``J_l = d h_l / d h_{l-1}``, ``l = 1..L``, by autodiff.
 
-    For ``x_l = phi(W_l x_{l-1} + b_l)`` this equals ``diag(phi'(h_l)) W_l``; with
-    ``residual=True`` it is ``I + diag(phi'(h_l)) W_l``. ``params`` is a list of
+    For ``h_l = phi(a_l)``, ``a_l = W_l h_{l-1} + b_l``, this equals ``diag(phi'(a_l)) W_l``; with
+    ``residual=True`` it is ``I + diag(phi'(a_l)) W_l``. ``params`` is a list of
     ``{"W", "b"}`` layers or a stacked ``{"W": (L, n, n), "b": (L, n)}`` dict.
 
     Returns ``(L, n, n)`` (or ``(B, L, n, n)`` for a batch ``x`` of shape ``(B, n_0)``) when all
@@ -140,7 +140,7 @@ def _suffix_products(J: Array) -> Array:
 
 
 def backward_products(jacobians):
-    """Every suffix product ``P_l = d x_L / d x_l = J_L ... J_{l+1}``, ``l = 0..L``, in one sweep.
+    """Every suffix product ``P_l = d h_L / d h_l = J_L ... J_{l+1}``, ``l = 0..L``, in one sweep.
 
     ``P_L = I`` and ``P_{l-1} = P_l J_l``: L matrix products in all, so the cost is linear in L.
     Stacked input ``(L, n, n)`` gives ``(L+1, n, n)`` (``(B, L+1, n, n)`` for a batch); a list of
@@ -177,9 +177,9 @@ def _vector_products(J: Array, g: Array) -> Array:
 
 
 def backward_vector_products(jacobians, grad_output) -> Array:
-    """The back-propagated gradients ``dE/dx_l = P_l^T dE/dx_L`` for ``l = 0..L`` (delta recursion).
+    """The back-propagated gradients ``g_l = dE/dh_l = P_l^T g_L`` for ``l = 0..L``.
 
-    ``grad_output`` is ``dE/dx_L`` of shape ``(n,)`` (or ``(B, n)`` for batched Jacobians). One
+    ``grad_output`` is ``g_L = dE/dh_L`` of shape ``(n,)`` (or ``(B, n)`` for batched Jacobians). One
     matrix-vector product per layer, as backpropagation itself does. Returns ``(L+1, n)``.
     """
     J = _check_stacked(jacobians)
@@ -216,6 +216,36 @@ def backward_singular_values(jacobians) -> Array:
 
 
 # --------------------------------------------------------------------------- log space
+
+
+def _max_scale(x: Array, axis: int) -> tuple[Array, Array]:
+    m = jnp.max(jnp.abs(x), axis=axis)
+    ok = (m > 0) & jnp.isfinite(m)
+    return m, jnp.where(ok, m, 1.0)
+
+
+def stable_norm(x, axis: int = -1) -> Array:
+    """Euclidean norm over ``axis`` computed as ``m ||x / m||``, ``m = max |x_i|``, in ``x``'s dtype.
+
+    ``jnp.linalg.norm`` squares the entries first, so in float32 a vector of entries around 1e-20 has
+    norm 0 (the squares underflow) although it is not 0. Scaling by the largest entry first avoids
+    that: the result is 0 exactly when every entry is 0, and inf when an entry is inf (or the norm
+    itself exceeds the dtype's range). Traceable (a building block of jitted sweeps).
+    """
+    x = jnp.asarray(x)
+    m, scale = _max_scale(x, axis)
+    scaled = m * jnp.linalg.norm(x / jnp.expand_dims(scale, axis), axis=axis)
+    return jnp.where((m > 0) & jnp.isfinite(m), scaled, jnp.where(m > 0, m, 0.0 * m))
+
+
+def stable_log_norm(x, axis: int = -1) -> Array:
+    """``log ||x||`` over ``axis`` as ``log m + log ||x / m||``: no under- or overflow of the squares or
+    of the norm itself; ``-inf`` for a zero vector. Traceable."""
+    x = jnp.asarray(x)
+    m, scale = _max_scale(x, axis)
+    log = jnp.log(scale) + jnp.log(jnp.linalg.norm(x / jnp.expand_dims(scale, axis), axis=axis))
+    return jnp.where(m > 0, jnp.where(jnp.isfinite(m), log, jnp.inf), -jnp.inf)
+
 
 
 class LogNorms(NamedTuple):

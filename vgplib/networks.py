@@ -1,8 +1,8 @@
 """Multi-layer perceptrons as pure functions of a list-of-layers parameter pytree.
 
-Convention (used throughout the book): ``h_l = W_l x_{l-1} + b_l`` (pre-activation) and
-``x_l = phi(h_l)`` (activation) for ``l = 1..L``; with ``residual=True``,
-``x_l = x_{l-1} + phi(h_l)`` (He et al. 2016), which needs equal widths.
+Convention (used throughout the book, DESIGN.md 2b): ``a_l = W_l h_{l-1} + b_l`` (pre-activation) and
+``h_l = phi(a_l)`` (activation) for ``l = 1..L``, with ``h_0 = x``; with ``residual=True``,
+``h_l = h_{l-1} + phi(a_l)`` (He et al. 2016), which needs equal widths.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class Trace(NamedTuple):
-    """Every layer of a forward pass: ``pre[l-1] = h_l`` and ``post[l] = x_l`` (``post[0] = x``)."""
+    """Every layer of a forward pass: ``pre[l-1] = a_l`` (pre-activation) and ``post[l] = h_l``
+    (activation; ``post[0] = h_0 = x``)."""
 
     pre: list[Array]
     post: list[Array]
@@ -53,7 +54,7 @@ def check_mlp_shapes(params, x, residual: bool = False) -> tuple[Array, list[tup
 
 
 def dense(layer, x: Array) -> Array:
-    """``h = W x + b`` for ``x`` of shape ``(n_in,)`` or ``(B, n_in)``, at full float32 precision.
+    """The pre-activation ``a = W h + b`` for an input ``h`` (here ``x``) of shape ``(n_in,)`` or ``(B, n_in)``, at full float32 precision.
 
     ``precision=HIGHEST`` keeps GPUs from rounding float32 matmuls to TF32 (about 3e-3 relative
     error per product on an H100); on CPU it changes nothing.
@@ -75,7 +76,7 @@ def mlp_forward(
     linear_output: bool = False,
     return_all: bool = False,
 ) -> Array | Trace:
-    """Run the MLP ``x_l = phi(W_l x_{l-1} + b_l)`` on ``x`` of shape ``(n_0,)`` or ``(B, n_0)``.
+    """Run the MLP ``h_l = phi(W_l h_{l-1} + b_l)``, ``h_0 = x``, on ``x`` of shape ``(n_0,)`` or ``(B, n_0)``.
 
     ``linear_output=True`` leaves the last layer without ``phi`` (logits for a classifier).
     With ``return_all=True`` returns a :class:`Trace` of every pre-activation and activation.

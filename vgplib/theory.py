@@ -9,9 +9,17 @@ to a fixed point ``q*``, and each layer multiplies the squared gradient norm by
 
     chi_1 = sigma_w^2 E_z[phi'(sqrt(q*) z)^2],
 
-so ``E||dE/dx_l||^2 ~ chi_1^(L-l) ||dE/dx_L||^2``: vanishing for chi_1 < 1, exploding for
-chi_1 > 1, and the gradient depth scale is ``xi = -1 / ln(chi_1)``. Gaussian expectations use
-composite Gauss-Legendre quadrature in float64 (panels split at 0, so ReLU's kink is exact).
+so ``E||g_l||^2 ~ chi_1^(L-l) ||g_L||^2`` for ``g_l = dE/dh_l``: vanishing for chi_1 < 1, exploding
+for chi_1 > 1, and the gradient depth scale is ``xi = -1 / ln(chi_1)``. Here ``q_l`` is the variance
+of the pre-activation ``a_l = W_l h_{l-1} + b_l`` (the mean-field papers call it ``h``). Gaussian
+expectations use composite Gauss-Legendre quadrature in float64 (panels split at 0, so ReLU's kink
+is exact).
+
+:func:`length_map_and_chi` and :func:`q_star_and_chi` are the traceable twins of :func:`length_map`,
+:func:`chi1` and :func:`q_star` for jitted code (the book's live panels): traced ``sigma_w`` and
+``q``, the activation as an index (:func:`vgplib.activations.activation_by_index`), the same
+quadrature nodes, and the dtype of the arguments (float64 under ``jax.enable_x64`` reproduces the
+public functions to about 1e-12).
 """
 
 from __future__ import annotations
@@ -24,7 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgplib._validate import check_positive, check_positive_int
-from vgplib.activations import Activation, get_activation
+from vgplib.activations import (
+    ACTIVATION_NAMES,
+    Activation,
+    function_by_index,
+    get_activation,
+)
 
 Q_FLOOR = 1e-12  # fixed points below Q_FLOOR * q0 are rounding artefacts: reported as q* = 0
 Z_MAX = 10.0  # the Gaussian tail beyond |z| = 10 weighs 1.5e-23
@@ -157,6 +170,100 @@ def chi1(
     # q = 0 is the limit from above (for ReLU, chi_1 = sigma_w^2 / 2 at every q > 0).
     q = max(check_positive("q", q, allow_zero=True), 1e-30)
     return sigma_w**2 * gaussian_expectation(_squared(act.grad), q)
+
+
+Q_SEARCH_DOUBLINGS = 120  # q_star brackets the root on q0 * 2^(+-k), k <= 120
+_CHI_Q_FLOOR = 1e-30  # chi1 evaluates at max(q, 1e-30): its limit from above
+
+
+def _theory_dtype(*args):
+    dtype = jnp.result_type(*args, float)
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
+
+
+def _check_concrete(arg: str, value, allow_zero: bool) -> None:
+    if not isinstance(value, jax.core.Tracer) and jnp.ndim(value) == 0:
+        check_positive(arg, float(value), allow_zero=allow_zero)
+
+
+def length_map_and_chi(act_index, sigma_w, sigma_b, q, names: tuple[str, ...] = ACTIVATION_NAMES):
+    """Traceable ``(length_map(q), chi1(q))`` for activation ``names[act_index]``: both from ONE quadrature.
+
+    ``q' = sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2`` and ``chi_1(q) = sigma_w^2 E[phi'(sqrt(q) z)^2]``
+    with the composite Gauss-Legendre nodes of :func:`gaussian_expectation` (and ``q`` floored at 1e-30
+    as :func:`chi1` does). Every argument may be traced (``act_index`` an integer); the result has the
+    dtype of ``sigma_w, sigma_b, q`` (float64 under ``jax.enable_x64`` matches :func:`length_map` and
+    :func:`chi1` to about 1e-12; float32 to about 1e-6). Concrete arguments are validated.
+    """
+    _check_concrete("sigma_w", sigma_w, allow_zero=False)
+    _check_concrete("sigma_b", sigma_b, allow_zero=True)
+    _check_concrete("q", q, allow_zero=True)
+    dtype = _theory_dtype(sigma_w, sigma_b, q)
+    z, w = _nodes()
+    z, w = jnp.asarray(z, dtype), jnp.asarray(w, dtype)
+    sigma_w, sigma_b, q = (jnp.asarray(v, dtype) for v in (sigma_w, sigma_b, q))
+    # the length map at sqrt(q) z as length_map does, chi_1 at max(q, 1e-30) as chi1 does
+    phi = function_by_index(act_index, jnp.sqrt(q) * z, names)
+    dphi = function_by_index(act_index, jnp.sqrt(jnp.maximum(q, _CHI_Q_FLOOR)) * z, names, derivative=True)
+    return sigma_w**2 * jnp.dot(w, phi**2) + sigma_b**2, sigma_w**2 * jnp.dot(w, dphi**2)
+
+
+def _length_map_traced(act_index, sigma_w, sigma_b, q, names):
+    z, w = _nodes()
+    z, w = jnp.asarray(z, q.dtype), jnp.asarray(w, q.dtype)
+    return sigma_w**2 * jnp.dot(w, function_by_index(act_index, jnp.sqrt(q) * z, names) ** 2) + sigma_b**2
+
+
+def q_star_and_chi(act_index, sigma_w, sigma_b=0.0, q0=1.0, names: tuple[str, ...] = ACTIVATION_NAMES):
+    """Traceable ``(q_star, chi1 at q_star)``: the algorithm of :func:`q_star` in ``lax.while_loop``.
+
+    Same bracketing on ``q0 * 2^(+-k)``, ``k <= 120``, same bisection (to ``rtol = 1e-12`` in float64,
+    ``1e-6`` in float32, at most 200 halvings), same special values: ``0`` when the variance decays,
+    ``inf`` when it grows without bound, ``q0`` when ``q0`` is already a fixed point. Where
+    ``q* = inf`` (ReLU with ``sigma_w^2 > 2``), ``chi`` is evaluated at the end of the search,
+    ``q0 * 2^120`` (for ReLU ``chi_1 = sigma_w^2 / 2`` at every ``q``); :func:`chi1` raises there instead.
+    """
+    _check_concrete("q0", q0, allow_zero=False)
+    dtype = _theory_dtype(sigma_w, sigma_b, q0)
+    sigma_w, sigma_b, q0 = (jnp.asarray(v, dtype) for v in (sigma_w, sigma_b, q0))
+    rtol = 1e-12 if dtype == jnp.float64 else 1e-6
+
+    names = tuple(names)
+
+    def g(q):  # the length map alone: no derivative evaluations in the root search
+        return _length_map_traced(act_index, sigma_w, sigma_b, q, names) - q
+
+    g0 = g(q0)
+    direction = jnp.where(g0 > 0, 1, -1)
+
+    def bracket(c):
+        k, lo, _, found = c
+        hi_new = jnp.ldexp(q0, direction * k)
+        found = g(hi_new) * g0 <= 0
+        return k + 1, jnp.where(found, lo, hi_new), hi_new, found
+
+    _, lo, hi, found = jax.lax.while_loop(lambda c: (~c[3]) & (c[0] <= Q_SEARCH_DOUBLINGS), bracket,
+                                          (jnp.int32(1), q0, q0, jnp.bool_(False)))
+    a, b = jnp.minimum(lo, hi), jnp.maximum(lo, hi)
+    settled = jnp.abs(g0) <= rtol * q0
+    floor = b < Q_FLOOR * q0
+
+    def bisect(c):
+        i, a, b, ga = c
+        mid = 0.5 * (a + b)
+        gm = g(mid)
+        right = gm * ga > 0
+        return i + 1, jnp.where(right, mid, a), jnp.where(right, b, mid), jnp.where(right, gm, ga)
+
+    def more(c):
+        i, a, b, _ = c
+        return found & ~settled & ~floor & (b - a > rtol * b) & (i < 200)
+
+    _, a, b, _ = jax.lax.while_loop(more, bisect, (jnp.int32(0), a, b, g(a)))
+    diverged = jnp.where(direction > 0, jnp.inf, 0.0).astype(dtype)
+    q = jnp.where(settled, q0, jnp.where(~found, diverged, jnp.where(floor, 0.0, 0.5 * (a + b))))
+    q_chi = jnp.where(jnp.isinf(q), jnp.ldexp(q0, Q_SEARCH_DOUBLINGS), q)
+    return q, length_map_and_chi(act_index, sigma_w, sigma_b, q_chi, names)[1]
 
 
 def depth_scale(chi: float) -> float:

@@ -16,11 +16,13 @@ scrubber twins:
       E||g_{l-1}||^2 = chi_l E||g_l||^2,   chi_l = sigma_w^2 E_z[phi'(sqrt(q_l) z)^2],
       q_1 = sigma_w^2 ||x||^2 / n,   q_{l+1} = sigma_w^2 E_z[phi(sqrt(q_l) z)^2],
 
-  with Gauss-Hermite quadrature inside the same jitted function.
+  computed by the library's traceable :func:`vgplib.theory.length_map_and_chi` in float64 (the
+  composite Gauss-Legendre nodes of :func:`vgplib.chi1`), so each ``chi_l`` the panel draws is the
+  number ``vgplib.chi1(activation, sigma_w, q=q_l)`` returns.
 
-Each computation is ONE ``jax.jit`` function with fixed shapes: the network always has
+Each computation is a ``jax.jit`` function with fixed shapes: the network always has
 :data:`MAX_DEPTH` layers and a mask switches off the layers above the slider's depth; the activation
-is an index into ``jax.lax.switch``. So no slider move compiles.
+is an index (:func:`vgplib.activations.activation_by_index`). So no slider move compiles.
 """
 
 from __future__ import annotations
@@ -34,16 +36,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgplib._validate import check_name, check_positive, check_positive_int
-from vgplib.activations import get_activation
+from vgplib.activations import activation_by_index
+from vgplib.jacobians import stable_norm
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, log10_or_nan, new_figure
-from vgplib.theory import chi1
+from vgplib.theory import chi1, length_map_and_chi
 from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
 MAX_DEPTH = 200  #: layers of the fixed-shape network (depth slider maximum)
 WIDTH = 64  #: width n of every layer
 BATCH = 8  #: inputs (and output gradients) averaged over
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")  #: dropdown options, in lax.switch order
-N_QUAD = 64  #: Gauss-Hermite nodes for the mean-field expectations (float32)
 SEED = 2
 #: Frames of the kernel-free scrubbers: 16 factors ``r`` from 0.1 to 2.0, 16 ``sigma_w`` from 0.5 to 2.0.
 SCALAR_SCRUBBER_FACTORS: tuple[float, ...] = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25,
@@ -171,50 +173,26 @@ def network_data() -> dict[str, jax.Array]:
     return {"Z": jnp.asarray(Z), "x0": jnp.asarray(x0), "gL": jnp.asarray(gL)}
 
 
-_FNS = tuple(get_activation(a).fn for a in ACTIVATIONS)
-_GRADS = tuple(get_activation(a).grad for a in ACTIVATIONS)
-_GH_Z, _GH_W = np.polynomial.hermite_e.hermegauss(N_QUAD)
-_GH_W = _GH_W / math.sqrt(2.0 * math.pi)
-
-
-def _scaled_norm(v: jax.Array) -> jax.Array:
-    """``||v||`` over the last axis as ``m ||v / m||``, ``m = max |v_i|``, in ``v``'s dtype.
-
-    Squaring entries of about 1e-19 underflows to 0 in float32, so ``jnp.linalg.norm`` would return 0
-    for a vector that is not 0. Scaling by the largest entry first avoids that: the result is 0 exactly
-    when every entry is 0, and inf when an entry is inf (or the norm itself exceeds float32's range).
-    """
-    m = jnp.max(jnp.abs(v), axis=-1)
-    finite_pos = (m > 0) & jnp.isfinite(m)
-    scale = jnp.where(finite_pos, m, 1.0)
-    scaled = m * jnp.linalg.norm(v / scale[..., None], axis=-1)
-    return jnp.where(finite_pos, scaled, jnp.where(m > 0, m, 0.0 * m))
-
-
 @jax.jit
 def _gradient_kernel(Z, x0, gL, sigma_w, depth, act_index):
     """Everything the gradient panel draws, for every layer of the MAX_DEPTH network at once.
 
     Layer ``l`` (1-based) is active when ``l <= depth``. Returns, for ``l = 0..MAX_DEPTH``:
     ``log_norm`` (B, L+1) natural log of ``||g_l||`` by a renormalized sweep, ``direct`` (B, L+1)
-    ``||g_l||`` of the plain float32 sweep (norm taken by :func:`_scaled_norm`, so it is 0 only where
-    the float32 vector itself is all zeros), ``log_chi`` (L+1,) with ``log_chi[l] = log chi_l``
-    (mean field, ``l >= 1``), ``forward_finite`` (L+1,) whether every ``a_k``, ``k <= l``, is finite and
+    ``||g_l||`` of the plain float32 sweep (norm taken by :func:`vgplib.jacobians.stable_norm`, so it is
+    0 only where the float32 vector itself is all zeros), ``forward_finite`` (L+1,) whether every ``a_k``, ``k <= l``, is finite and
     ``forward_nonzero`` (L+1,) whether every ``h_k``, ``k <= l``, has a nonzero entry (float32 underflow
-    of the forward signal makes it exactly 0). The mean-field variance is floored at 1e-30 (its limit
-    from above, as :func:`vgplib.chi1` does) so that the theory stays finite where float32 would not.
+    of the forward signal makes it exactly 0). The mean-field theory is :func:`_theory_kernel`.
     """
     n = Z.shape[-1]
     L = Z.shape[0]
     W = sigma_w * Z / jnp.sqrt(jnp.float32(n))
-    phi = lambda h: jax.lax.switch(act_index, _FNS, h)
-    dphi = lambda h: jax.lax.switch(act_index, _GRADS, h)
     hp = jax.lax.Precision.HIGHEST
 
-    def forward(x, W_l):
-        h = jnp.matmul(x, W_l.T, precision=hp)
-        x_next = phi(h)
-        return x_next, (dphi(h), jnp.all(jnp.isfinite(h)), jnp.any(x_next != 0))
+    def forward(h, W_l):
+        a = jnp.matmul(h, W_l.T, precision=hp)  # a_l = W_l h_{l-1}
+        h_next, dphi = activation_by_index(act_index, a, ACTIVATIONS)
+        return h_next, (dphi, jnp.all(jnp.isfinite(a)), jnp.any(h_next != 0))
 
     _, (D, finite, nonzero) = jax.lax.scan(forward, x0, W)  # D: (L, B, n) = phi'(a_l)
     active = jnp.arange(1, L + 1) <= depth
@@ -222,13 +200,13 @@ def _gradient_kernel(Z, x0, gL, sigma_w, depth, act_index):
     def backward(carry, inputs):
         u, s, v = carry  # unit direction, log-norm, direct vector
         W_l, D_l, on = inputs
-        a = jnp.matmul(D_l * u, W_l, precision=hp)  # J_l^T u = W_l^T diag(phi'(a_l)) u
-        r = jnp.linalg.norm(a, axis=-1, keepdims=True)
+        back = jnp.matmul(D_l * u, W_l, precision=hp)  # J_l^T u = W_l^T diag(phi'(a_l)) u
+        r = jnp.linalg.norm(back, axis=-1, keepdims=True)
         safe = jnp.where(r > 0, r, 1.0)
-        u_new = jnp.where(on, jnp.where(r > 0, a / safe, 0.0), u)
+        u_new = jnp.where(on, jnp.where(r > 0, back / safe, 0.0), u)
         s_new = jnp.where(on, s + jnp.log(r[..., 0]), s)
         v_new = jnp.where(on, jnp.matmul(D_l * v, W_l, precision=hp), v)
-        return (u_new, s_new, v_new), (s_new, _scaled_norm(v_new))
+        return (u_new, s_new, v_new), (s_new, stable_norm(v_new))
 
     s0 = jnp.zeros(gL.shape[0], jnp.float32)
     _, (s, vn) = jax.lax.scan(backward, (gL, s0, gL), (W, D, active), reverse=True)
@@ -236,20 +214,40 @@ def _gradient_kernel(Z, x0, gL, sigma_w, depth, act_index):
     log_norm = jnp.concatenate([s, s0[None]], axis=0).T
     direct = jnp.concatenate([vn, jnp.ones((1, gL.shape[0]), jnp.float32)], axis=0).T
 
-    gz, gw = jnp.asarray(_GH_Z, jnp.float32), jnp.asarray(_GH_W, jnp.float32)
-
-    def mean_field(q, _):
-        hz = jnp.sqrt(jnp.maximum(q, 1e-30)) * gz
-        chi = sigma_w**2 * jnp.dot(gw, dphi(hz) ** 2)
-        q_next = sigma_w**2 * jnp.dot(gw, phi(hz) ** 2)
-        return q_next, jnp.log(chi)
-
-    q1 = sigma_w**2 * jnp.mean(jnp.sum(x0**2, axis=1)) / n
-    _, log_chi = jax.lax.scan(mean_field, q1, None, length=L)
-    log_chi = jnp.concatenate([jnp.zeros((1,), jnp.float32), log_chi])
     forward_finite = jnp.concatenate([jnp.ones((1,), bool), jnp.cumprod(finite).astype(bool)])
     forward_nonzero = jnp.concatenate([jnp.ones((1,), bool), jnp.cumprod(nonzero).astype(bool)])
-    return log_norm, direct, log_chi, forward_finite, forward_nonzero
+    return log_norm, direct, forward_finite, forward_nonzero
+
+
+@jax.jit
+def _theory_kernel(q1, sigma_w, act_index):
+    """Mean-field ``log chi_l``, ``l = 1..MAX_DEPTH``, along ``q_{l+1} = length_map(q_l)`` from ``q1``.
+
+    The library's traceable :func:`vgplib.theory.length_map_and_chi` (the nodes of :func:`vgplib.chi1`)
+    in a ``lax.scan``; called in float64 (:func:`theory_log_chi`), so ``chi_l`` is the number
+    ``vgplib.chi1(activation, sigma_w, q=q_l)`` returns.
+    """
+
+    def layer(q, _):
+        q_next, chi = length_map_and_chi(act_index, sigma_w, 0.0, q, ACTIVATIONS)
+        return q_next, jnp.log(chi)
+
+    return jax.lax.scan(layer, q1, None, length=MAX_DEPTH)[1]
+
+
+@lru_cache(maxsize=512)
+def theory_log_chi(sigma_w: float, activation: str) -> np.ndarray:
+    """``log chi_l`` for ``l = 1..MAX_DEPTH`` (float64): ``chi_l = vgplib.chi1(activation, sigma_w, q=q_l)``
+    with ``q_1 = sigma_w^2 ||x_0||^2 / n`` (batch mean) and ``q_{l+1} = vgplib.length_map(q_l)``."""
+    sigma_w = check_positive("sigma_w", sigma_w)
+    check_name("activation", activation, ACTIVATIONS)
+    x0 = np.asarray(network_data()["x0"], np.float64)
+    q1 = sigma_w**2 * float(np.mean(np.sum(x0**2, axis=1))) / WIDTH
+    with jax.enable_x64(True):
+        out = _theory_kernel(np.float64(q1), np.float64(sigma_w), np.int32(ACTIVATIONS.index(activation)))
+        out = np.asarray(out, np.float64)
+    out.flags.writeable = False  # cached: shared by every caller
+    return out
 
 
 def gradient_curves(sigma_w: float, depth: int, activation: str) -> dict[str, np.ndarray]:
@@ -271,7 +269,7 @@ def gradient_curves(sigma_w: float, depth: int, activation: str) -> dict[str, np
     data = network_data()
     out = _gradient_kernel(data["Z"], data["x0"], data["gL"], np.float32(sigma_w), np.int32(depth),
                            np.int32(ACTIVATIONS.index(activation)))
-    log_norm, direct, log_chi, forward_finite, forward_nonzero = (np.asarray(a) for a in jax.device_get(out))
+    log_norm, direct, forward_finite, forward_nonzero = (np.asarray(a) for a in jax.device_get(out))
     log_norm = log_norm[:, : depth + 1].astype(np.float64)
     # log-mean-exp over the batch of 2 log||g||, halved: the log of the RMS norm.
     m = np.max(2 * log_norm, axis=0)
@@ -279,7 +277,7 @@ def gradient_curves(sigma_w: float, depth: int, activation: str) -> dict[str, np
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         rms = 0.5 * (m + np.log(np.mean(np.exp(2 * log_norm - finite_m), axis=0)))
     rms = np.where(m == -np.inf, -np.inf, rms)  # every sample exactly 0 (a dead ReLU net): -inf, not NaN
-    log_chi = log_chi[: depth + 1].astype(np.float64)
+    log_chi = np.concatenate([[0.0], theory_log_chi(sigma_w, activation)[:depth]])
     suffix = np.concatenate([np.cumsum(log_chi[1:][::-1])[::-1], [0.0]])  # sum_{k=l+1}^{L} log chi_k
     return {
         "log10_measured": rms / math.log(10),

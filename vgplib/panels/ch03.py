@@ -14,8 +14,10 @@ weight gradient ``||dE/dW_l||`` at every layer of an MLP ``h_l = phi(W_l h_{l-1}
 
 once with every ``q_k`` at the fixed point ``q*`` (the textbook ``chi_1^(L-l)``) and once with the
 ``q_k`` of the actual recursion ``q_1 = sigma_w^2 E[h_0^2]``, ``q_{k+1} = sigma_w^2 E[phi(sqrt(q_k) z)^2]``.
-Everything (network, backward sweep in log space, theory) is one jitted function with a fixed
-maximum depth and a mask, and the activation is a traced index, so no slider move compiles. The
+The network with its backward sweep in log space (float32) and the theory (float64, the library's
+traceable :func:`vgplib.theory.length_map_and_chi` and :func:`vgplib.theory.q_star_and_chi`, so the
+numbers drawn are those of :func:`vgplib.chi1` and :func:`vgplib.q_star`) are jitted functions with a
+fixed maximum depth and a mask, and the activation is a traced index, so no slider move compiles. The
 back-propagated gradient is renormalized after every layer and its scale kept as a logarithm, so
 values far below float32's smallest normal number are drawn exactly (and flagged).
 
@@ -40,10 +42,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from vgplib._validate import check_name, check_positive, check_positive_int
+from vgplib.activations import activation_by_index
 from vgplib.data import load_digits
 from vgplib.init import init_mlp
+from vgplib.jacobians import stable_log_norm
 from vgplib.networks import dense
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
+from vgplib.theory import length_map_and_chi, q_star_and_chi
 from vgplib.training import TrainHistory
 from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
@@ -58,8 +63,6 @@ PANEL_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu")
 SIGMA_W_MIN, SIGMA_W_MAX, SIGMA_W_STEP = 0.5, 3.0, 0.05
 #: sigma_w values of the kernel-free scrubber (tanh, depth 50).
 SCRUBBER_SIGMAS: tuple[float, ...] = (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 2.5, 3.0)
-N_NODES = 200  # Gauss-Hermite nodes (even: none at 0, so ReLU's kink is never sampled)
-FIXED_POINT_ITERATIONS = 300
 _COLORS = {"sigmoid": "#d62728", "tanh": "#1f77b4", "relu": "#2ca02c"}
 _LN10 = math.log(10.0)
 
@@ -67,81 +70,32 @@ _LN10 = math.log(10.0)
 # --------------------------------------------------------------------------- the jitted kernel
 
 
-def _sigmoid_pair(h: Array) -> tuple[Array, Array]:
-    s = jax.nn.sigmoid(h)
-    return s, s * (1.0 - s)
-
-
-def _tanh_pair(h: Array) -> tuple[Array, Array]:
-    t = jnp.tanh(h)
-    return t, 1.0 - t * t
-
-
-def _relu_pair(h: Array) -> tuple[Array, Array]:
-    return jnp.maximum(h, 0.0), (h > 0).astype(h.dtype)
-
-
-_PAIRS = (_sigmoid_pair, _tanh_pair, _relu_pair)  # same order as PANEL_ACTIVATIONS
-
-
-def _phi(act_idx: Array, h: Array) -> tuple[Array, Array]:
-    """``(phi(h), phi'(h))`` for activation number ``act_idx``: all three computed, one selected.
-
-    Cheaper to compile than ``lax.switch`` (which made the kernel take about 9 s to compile here)
-    and just as free of recompilation: the index is a traced argument.
-    """
-    pairs = [pair(h) for pair in _PAIRS]
-    phi = jnp.where(act_idx == 0, pairs[0][0], jnp.where(act_idx == 1, pairs[1][0], pairs[2][0]))
-    dphi = jnp.where(act_idx == 0, pairs[0][1], jnp.where(act_idx == 1, pairs[1][1], pairs[2][1]))
-    return phi, dphi
-
-
-def _log_norm(x: Array) -> Array:
-    """``log ||x||`` over the last axis without underflow of the squares (``-inf`` for a zero row)."""
-    m = jnp.max(jnp.abs(x), axis=-1)
-    safe = jnp.where(m > 0, m, 1.0)
-    return jnp.where(m > 0, jnp.log(safe) + jnp.log(jnp.linalg.norm(x / safe[..., None], axis=-1)), -jnp.inf)
-
-
-def _gh_nodes() -> tuple[np.ndarray, np.ndarray]:
-    z, w = np.polynomial.hermite_e.hermegauss(N_NODES)
-    return z.astype(np.float32), (w / math.sqrt(2.0 * math.pi)).astype(np.float32)
-
-
-def _chi_and_next_q(act_idx: Array, sigma_w: Array, q: Array) -> tuple[Array, Array]:
-    """``chi_1(q) = sigma_w^2 E[phi'(sqrt(q) z)^2]`` and ``q' = sigma_w^2 E[phi(sqrt(q) z)^2]`` (float32 GH)."""
-    z, w = _gh_nodes()
-    phi, dphi = _phi(act_idx, jnp.sqrt(q) * z)
-    return sigma_w**2 * jnp.dot(w, dphi**2), jnp.clip(sigma_w**2 * jnp.dot(w, phi**2), 1e-30, 1e30)
-
-
 @jax.jit
 def _panel_kernel(Z: Array, x0: Array, u: Array, act_idx: Array, sigma_w: Array, depth: Array):
-    """Measured and predicted log-norms for the network made of the first ``depth`` layers.
+    """Measured log-norms for the network made of the first ``depth`` layers (float32).
 
-    Returns natural logs: ``log_dx`` ``(L+1,)`` (batch-RMS ``||dE/dx_l||``), ``log_dw`` ``(L,)``
-    (batch-RMS ``||dE/dW_l||`` for ``l = 1..L``), ``theory_layer`` and ``theory_fixed`` ``(L+1,)``
-    (half the log of the predicted mean square), ``chi_star``, ``q_star``. Entries beyond
-    ``depth`` are meaningless (masked by the caller).
+    Returns natural logs: ``log_dh`` ``(L+1,)`` (batch-RMS ``||g_l|| = ||dE/dh_l||``) and ``log_dw``
+    ``(L,)`` (batch-RMS ``||dE/dW_l||`` for ``l = 1..L``). Entries beyond ``depth`` are meaningless
+    (masked by the caller). The predictions come from :func:`_theory_kernel`.
     """
     L, n = Z.shape[0], Z.shape[-1]
     scale = sigma_w / jnp.sqrt(jnp.float32(n))
 
-    def forward(x, Z_l):
-        h = jnp.matmul(x, Z_l.T, precision=jax.lax.Precision.HIGHEST) * scale
-        phi, dphi = _phi(act_idx, h)
-        return phi, (dphi, x)
+    def forward(h, Z_l):
+        a = jnp.matmul(h, Z_l.T, precision=jax.lax.Precision.HIGHEST) * scale  # a_l = W_l h_{l-1}
+        h_next, dphi = activation_by_index(act_idx, a, PANEL_ACTIVATIONS)
+        return h_next, (dphi, h)
 
-    _, (dphis, xs_prev) = jax.lax.scan(forward, x0, Z)  # (L, B, n): phi'(h_l) and x_{l-1}
+    _, (dphis, hs_prev) = jax.lax.scan(forward, x0, Z)  # (L, B, n): phi'(a_l) and h_{l-1}
 
     B = x0.shape[0]
     v0 = jnp.broadcast_to(u / jnp.linalg.norm(u), (B, n))
 
     def backward(carry, inputs):
-        v, s = carry  # v: unit rows, s: log ||dE/dx_l|| per example
+        v, s = carry  # v: unit rows, s: log ||g_l|| per example
         dphi, Z_l, l = inputs
-        delta = dphi * v  # delta_l / ||dE/dx_l||
-        log_delta = s + _log_norm(delta)
+        delta = dphi * v  # delta_l / ||g_l||
+        log_delta = s + stable_log_norm(delta)
         w = jnp.matmul(delta, Z_l, precision=jax.lax.Precision.HIGHEST) * scale  # W_l^T delta_l
         nw = jnp.linalg.norm(w, axis=-1)
         active = l <= depth
@@ -153,29 +107,53 @@ def _panel_kernel(Z: Array, x0: Array, u: Array, act_idx: Array, sigma_w: Array,
         backward, (v0, jnp.zeros(B)), (dphis, Z, jnp.arange(1, L + 1)), reverse=True
     )
     log_g = jnp.concatenate([s_all, jnp.zeros((1, B))])  # (L+1, B)
-    log_x = _log_norm(xs_prev)  # (L, B): log ||x_{l-1}||
-    log_w = log_delta + log_x  # ||dE/dW_l||_F = ||delta_l|| ||x_{l-1}|| per example
+    log_h = stable_log_norm(hs_prev)  # (L, B): log ||h_{l-1}||
+    log_w = log_delta + log_h  # ||dE/dW_l||_F = ||delta_l|| ||h_{l-1}|| per example
 
     def rms(logs):
         return 0.5 * (jax.scipy.special.logsumexp(2.0 * logs, axis=-1) - jnp.log(jnp.float32(B)))
 
-    # mean-field theory along the actual variance recursion, and at the fixed point
+    return rms(log_g), rms(log_w)
+
+
+@jax.jit
+def _theory_kernel(q1: Array, sigma_w: Array, act_idx: Array):
+    """Mean-field ``log chi_1(q_k)``, ``k = 1..MAX_DEPTH``, along ``q_{k+1} = length_map(q_k)`` from ``q1``,
+    and ``(q*, chi_1(q*))``: the library's traceable :func:`vgplib.theory.length_map_and_chi` and
+    :func:`vgplib.theory.q_star_and_chi` (the quadrature and root search of :func:`vgplib.chi1` and
+    :func:`vgplib.q_star`), called in float64 by :func:`theory_profile`.
+    """
+
     def layer(q, _):
-        chi, q_next = _chi_and_next_q(act_idx, sigma_w, q)
+        q_next, chi = length_map_and_chi(act_idx, sigma_w, 0.0, q, PANEL_ACTIVATIONS)
         return q_next, jnp.log(chi)
 
-    q1 = jnp.clip(sigma_w**2 * jnp.mean(x0**2), 1e-30, 1e30)
-    _, log_chi = jax.lax.scan(layer, q1, None, length=L)  # log chi_1(q_k), k = 1..L
-    mask = jnp.arange(1, L + 1) <= depth
-    suffix = jnp.cumsum((log_chi * mask)[::-1])[::-1]
-    theory_layer = 0.5 * jnp.concatenate([suffix, jnp.zeros(1)])
+    _, log_chi = jax.lax.scan(layer, q1, None, length=MAX_DEPTH)
+    q_star, chi_star = q_star_and_chi(act_idx, sigma_w, 0.0, 1.0, PANEL_ACTIVATIONS)
+    return log_chi, chi_star, q_star
 
-    q_star = jax.lax.fori_loop(0, FIXED_POINT_ITERATIONS, lambda i, q: _chi_and_next_q(act_idx, sigma_w, q)[1],
-                               jnp.float32(1.0))
-    chi_star = _chi_and_next_q(act_idx, sigma_w, q_star)[0]
-    levels = jnp.clip(depth - jnp.arange(L + 1), 0, None).astype(jnp.float32)
-    theory_fixed = 0.5 * levels * jnp.log(chi_star)
-    return rms(log_g), rms(log_w), theory_layer, theory_fixed, chi_star, q_star
+
+@functools.lru_cache(maxsize=512)
+def _theory(activation: str, sigma_w: float) -> tuple[np.ndarray, float, float]:
+    """:func:`_theory_kernel` in float64 for the panel's inputs (``q_1 = sigma_w^2`` times their mean
+    square); cached, so a depth move costs no theory."""
+    _, x0, _ = panel_data()
+    q1 = sigma_w**2 * float(np.mean(np.asarray(x0, np.float64) ** 2))
+    with jax.enable_x64(True):
+        out = _theory_kernel(np.float64(q1), np.float64(sigma_w), np.int32(PANEL_ACTIVATIONS.index(activation)))
+        log_chi, chi, q = (np.asarray(a, np.float64) for a in out)
+    return log_chi, float(chi), float(q)
+
+
+def theory_profile(activation: str, sigma_w: float, depth: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Natural-log predictions of ``||g_l||``, ``l = 0..depth``: ``theory_layer`` (layer-wise ``q_k``),
+    ``theory_fixed`` (every ``q_k = q*``), and ``chi_star``, ``q_star``, which are the numbers
+    :func:`vgplib.chi1` and :func:`vgplib.q_star` return (about 1e-12)."""
+    log_chi, chi, q = _theory(activation, float(sigma_w))
+    suffix = np.cumsum(log_chi[:depth][::-1])[::-1]
+    theory_layer = 0.5 * np.concatenate([suffix, [0.0]])
+    theory_fixed = 0.5 * (depth - np.arange(depth + 1)) * math.log(chi)
+    return theory_layer, theory_fixed, chi, q
 
 
 @functools.lru_cache(maxsize=2)
@@ -201,7 +179,8 @@ def gradient_profile(activation: str, sigma_w: float, depth: int) -> dict[str, n
     Keys: ``dx`` ``(depth+1,)`` measured batch-RMS ``||g_l|| = ||dE/dh_l||``, ``l = 0..depth``; ``dw``
     ``(depth,)`` measured ``||dE/dW_l||``, ``l = 1..depth``; ``theory_layer``, ``theory_fixed``
     ``(depth+1,)`` the mean-field predictions of ``||g_l||`` (layer-wise ``q_k`` and fixed point ``q*``);
-    ``chi_star`` and ``q_star`` (plain numbers, from the jitted float32 Gauss-Hermite theory).
+    ``chi_star`` and ``q_star`` (plain numbers: :func:`vgplib.chi1` and :func:`vgplib.q_star` to about 1e-12, from the jitted
+    float64 theory of the library).
     """
     check_name("activation", activation, PANEL_ACTIVATIONS)
     sigma_w = check_positive("sigma_w", sigma_w)
@@ -211,7 +190,8 @@ def gradient_profile(activation: str, sigma_w: float, depth: int) -> dict[str, n
     Z, x0, u = panel_data()
     out = _panel_kernel(Z, x0, u, np.int32(PANEL_ACTIVATIONS.index(activation)), np.float32(sigma_w),
                         np.int32(depth))
-    dx, dw, tl, tf, chi, q = (np.asarray(a, dtype=np.float64) for a in out)
+    dx, dw = (np.asarray(a, dtype=np.float64) for a in out)
+    tl, tf, chi, q = theory_profile(activation, sigma_w, depth)
     return {
         "dx": dx[: depth + 1] / _LN10,
         "dw": dw[:depth] / _LN10,
@@ -253,8 +233,10 @@ def make_gradient_figure() -> tuple[Figure, object]:
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=2)
     title = ax.set_title(" ", fontsize=9, y=1.2)
     Z, x0, u = panel_data()
-    for i in range(len(PANEL_ACTIVATIONS)):  # warm-up: the single compilation happens here
+    for i in range(len(PANEL_ACTIVATIONS)):  # warm-up: the compilations happen here
         _panel_kernel(Z, x0, u, np.int32(i), np.float32(1.0), np.int32(MAX_DEPTH))[0].block_until_ready()
+        with jax.enable_x64(True):
+            _theory_kernel(np.float64(1.0), np.float64(1.0), np.int32(i))[0].block_until_ready()
 
     def update(depth: int = 30, sigma_w: float = 1.0, activation: str = "tanh") -> str:
         prof = gradient_profile(activation, sigma_w, depth)
