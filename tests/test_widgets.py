@@ -749,13 +749,14 @@ def test_gradient_curves_theory_tracks_measurement_at_depth_50():
 
 
 def test_scaled_norm_is_zero_only_for_the_zero_vector():
-    """Squares of 1e-20 underflow in float32 (jnp.linalg.norm gives 0); the scaled norm does not."""
+    """Squares of 1e-20 underflow in float32 (jnp.linalg.norm gives 0); the panel's norm (the library's
+    vgplib.jacobians.stable_norm, tested further in tests/test_jacobians.py) does not."""
     tiny = jnp.full((ch02.WIDTH,), 1e-20, jnp.float32)
     assert float(jnp.linalg.norm(tiny)) == 0.0  # the failure the scaling avoids
-    np.testing.assert_allclose(float(ch02._scaled_norm(tiny)), 8e-20, rtol=1e-5)
-    assert float(ch02._scaled_norm(jnp.zeros(5, jnp.float32))) == 0.0
-    assert float(ch02._scaled_norm(jnp.array([1.0, -jnp.inf], jnp.float32))) == np.inf
-    np.testing.assert_allclose(float(ch02._scaled_norm(jnp.array([3.0, -4.0], jnp.float32))), 5.0, rtol=1e-6)
+    np.testing.assert_allclose(float(ch02.stable_norm(tiny)), 8e-20, rtol=1e-5)
+    assert float(ch02.stable_norm(jnp.zeros(5, jnp.float32))) == 0.0
+    assert float(ch02.stable_norm(jnp.array([1.0, -jnp.inf], jnp.float32))) == np.inf
+    np.testing.assert_allclose(float(ch02.stable_norm(jnp.array([3.0, -4.0], jnp.float32))), 5.0, rtol=1e-6)
 
 
 def test_gradient_curves_direct_is_zero_exactly_where_float32_backprop_is_all_zero():
