@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from vgplib.panels import ch05
 
@@ -91,3 +92,23 @@ def test_overflow_scrubber_passes_a_specific_alt(monkeypatch):
     assert seen["name"] == "depth" and "sigma_w = 4" in seen["alt"] and "float32" in seen["alt"]
     ch05.overflow_scrubber(sigma_w=3.0, depths=(10,), alt="custom sentence")
     assert seen["alt"] == "custom sentence"
+
+
+def test_panel_theory_is_the_library_number():
+    # One implementation per formula: the panel's mean-field line comes from vgplib.theory
+    # (length_map_and_chi / q_star_and_chi), so chi_star is vgplib.chi1's number and the
+    # layer-wise line is the product of vgplib.chi1 along vgplib.length_map.
+    import vgplib
+
+    for sigma_w in (0.5, 1.5, 4.0):
+        c = ch05.overflow_curves(sigma_w, 12)
+        assert c["chi_star"] == pytest.approx(vgplib.chi1("tanh", sigma_w), rel=1e-10)
+        x0 = np.asarray(ch05.panel_network()["x0"], np.float64)
+        sw = float(np.float32(sigma_w))
+        q = sw**2 * float(np.sum(x0**2)) / x0.size
+        log_chi = []
+        for _ in range(12):
+            log_chi.append(math.log(vgplib.chi1("tanh", sw, q=q)))
+            q = vgplib.length_map("tanh", sw, 0.0, q)
+        expected = 0.5 * np.concatenate([np.cumsum(log_chi[::-1])[::-1], [0.0]]) / math.log(10.0)
+        np.testing.assert_allclose(c["log10_theory"], expected, rtol=1e-9, atol=1e-12)

@@ -3,7 +3,7 @@
 Every initializer returns ``{"W": (fan_out, fan_in), "b": (fan_out,)}``. The weight variance
 ``Var(W_ij)`` decides the per-layer gradient factor: for a linear network the backward signal
 is multiplied by about ``fan_out * Var(W)`` per layer (Glorot & Bengio 2010), and in the
-mean-field limit by ``chi_1 = sigma_w^2 E[phi'(h)^2]`` with ``sigma_w^2 = fan_in * Var(W)``
+mean-field limit by ``chi_1 = sigma_w^2 E[phi'(a)^2]`` with ``sigma_w^2 = fan_in * Var(W)``
 (Schoenholz et al. 2017).
 """
 

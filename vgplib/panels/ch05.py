@@ -10,9 +10,11 @@ The live panel (registered as ``"ch05.overflow"``) back-propagates a unit output
 
 Over it the mean-field prediction (Poole et al. 2016; Schoenholz et al. 2017)
 ``log E||g_l||^2 = sum_{k=l+1}^{L} log chi_1(q_k)``, ``chi_1(q) = sigma_w^2 E_z[tanh'(sqrt(q) z)^2]``,
-``q_1 = sigma_w^2 ||x_0||^2 / n``, ``q_{k+1} = sigma_w^2 E_z[tanh(sqrt(q_k) z)^2]``, by a fine
-trapezoid rule. All three come from ONE jitted function with a fixed maximum depth and a mask, so no
-slider move compiles. The status line names the depth at which float32 overflows.
+``q_1 = sigma_w^2 ||x||^2 / n``, ``q_{k+1} = sigma_w^2 E_z[tanh(sqrt(q_k) z)^2]``, from the library's
+traceable :func:`vgplib.theory.length_map_and_chi` in float64 (the quadrature of :func:`vgplib.chi1`,
+so ``chi_star`` is the number :func:`vgplib.chi1` returns), cached per ``sigma_w``. Both backward sweeps
+are ONE jitted function with a fixed maximum depth and a mask, so no slider move compiles. The status
+line names the depth at which float32 overflows.
 
 The divergence grid trains a small ReLU MLP on the digits by full-batch gradient descent for every
 ``(sigma_w, learning rate)`` pair at once (``vmap`` of a ``lax.scan``); :func:`grid_params` builds the
@@ -36,6 +38,7 @@ from vgplib.data import load_digits
 from vgplib.landscapes import CLIFF_A0, cliff_wall
 from vgplib.networks import dense, mlp_forward
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
+from vgplib.theory import length_map_and_chi, q_star_and_chi
 from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
 Array = jax.Array
@@ -44,17 +47,11 @@ MAX_DEPTH = 300  #: layers of the fixed-shape panel network (depth slider maximu
 WIDTH = 64  #: width n of every layer of the panel network
 SEED = 5
 SIGMA_W_MIN, SIGMA_W_MAX, SIGMA_W_STEP = 0.5, 5.0, 0.05
-N_QUAD = 2001  #: nodes of the trapezoid rule on [-10, 10] for the Gaussian expectations (float32)
 SCRUBBER_DEPTHS: tuple[int, ...] = (10, 25, 50, 75, 100, 125, 150, 175, 200, 225, 250, 275, 300)
 LOG10_MAX = math.log10(FLOAT32_MAX)  # 38.53
 LOG10_TINY = math.log10(FLOAT32_TINY)  # -37.93
 _LN10 = math.log(10.0)
 
-# Gaussian expectations E_z[f(sqrt(q) z)] by the trapezoid rule on a fine grid: at sigma_w = 5 the
-# integrand tanh'(sqrt(q) z)^2 is a bump of width ~0.2 that 64 Gauss-Hermite nodes miss (chi_1 off by
-# 25 %); the trapezoid rule converges geometrically for such smooth, fast-decaying integrands.
-_QZ = np.linspace(-10.0, 10.0, N_QUAD)
-_QW = np.exp(-0.5 * _QZ**2) / math.sqrt(2.0 * math.pi) * (_QZ[1] - _QZ[0])
 
 
 # --------------------------------------------------------------------------- the panel network
@@ -125,12 +122,11 @@ def _check_depth(depth: int) -> int:
 
 @jax.jit
 def _overflow_kernel(Z: Array, x0: Array, g: Array, sigma_w: Array, depth: Array):
-    """Direct float32 and log-space backprop through the first ``depth`` layers, plus mean-field theory.
+    """Direct float32 and log-space backprop through the first ``depth`` layers.
 
-    Returns ``direct`` ``(L+1, n)``: the float32 ``g_l`` (``g_l = g`` for ``l >= depth``);
-    ``log_norm`` ``(L+1,)``: ``ln ||g_l||`` from the renormalized sweep; ``log_chi`` ``(L+1,)`` with
-    ``log_chi[l] = ln chi_1(q_l)`` for ``l >= 1``; ``log_chi_star``: ``ln chi_1`` after ``L`` steps
-    of the variance map (its fixed point to float32 precision).
+    Returns ``direct`` ``(L+1, n)``: the float32 ``g_l`` (``g_l = g`` for ``l >= depth``) and
+    ``log_norm`` ``(L+1,)``: ``ln ||g_l||`` from the renormalized sweep. The mean-field line comes
+    from :func:`_theory`.
     """
     L, n = Z.shape[0], Z.shape[-1]
     hp = jax.lax.Precision.HIGHEST
@@ -160,18 +156,35 @@ def _overflow_kernel(Z: Array, x0: Array, g: Array, sigma_w: Array, depth: Array
     _, (s, vs) = jax.lax.scan(backward, (g, zero, g), (J, active), reverse=True)
     log_norm = jnp.concatenate([s, zero[None]])
     direct = jnp.concatenate([vs, g[None]], axis=0)
+    return direct, log_norm
 
-    gz, gw = jnp.asarray(_QZ, jnp.float32), jnp.asarray(_QW, jnp.float32)
 
-    def mean_field(q, _):
-        hz = jnp.sqrt(jnp.maximum(q, 1e-30)) * gz
-        t = jnp.tanh(hz)
-        chi = sigma_w**2 * jnp.dot(gw, (1.0 - t * t) ** 2)
-        return sigma_w**2 * jnp.dot(gw, t * t), jnp.log(chi)
+@jax.jit
+def _theory_kernel(q1: Array, sigma_w: Array):
+    """``ln chi_1(q_k)``, ``k = 1..MAX_DEPTH``, along ``q_{k+1} = length_map(q_k)`` from ``q1``, and
+    ``ln chi_1(q*)``: the library's :func:`vgplib.theory.length_map_and_chi` and
+    :func:`vgplib.theory.q_star_and_chi` for tanh (called in float64 by :func:`_theory`)."""
 
-    q1 = sigma_w**2 * jnp.sum(x0**2) / n
-    _, log_chi = jax.lax.scan(mean_field, q1, None, length=L)
-    return direct, log_norm, jnp.concatenate([zero[None], log_chi]), log_chi[-1]
+    def layer(q, _):
+        q_next, chi = length_map_and_chi(0, sigma_w, 0.0, q, ("tanh",))
+        return q_next, jnp.log(chi)
+
+    _, log_chi = jax.lax.scan(layer, q1, None, length=MAX_DEPTH)
+    _, chi_star = q_star_and_chi(0, sigma_w, 0.0, 1.0, ("tanh",))
+    return log_chi, jnp.log(chi_star)
+
+
+@lru_cache(maxsize=512)
+def _theory(sigma_w: float) -> tuple[np.ndarray, float]:
+    """:func:`_theory_kernel` in float64 for the panel network's input (``q_1 = sigma_w^2 ||x||^2 / n``);
+    cached, so a depth move costs no theory. Returns ``log_chi`` ``(MAX_DEPTH + 1,)`` with
+    ``log_chi[l] = ln chi_1(q_l)`` for ``l >= 1`` (``log_chi[0] = 0``) and ``ln chi_1(q*)``."""
+    x0 = np.asarray(panel_network()["x0"], np.float64)
+    q1 = sigma_w**2 * float(np.sum(x0**2)) / x0.size
+    with jax.enable_x64(True):
+        log_chi, log_chi_star = (np.asarray(a, np.float64)
+                                 for a in _theory_kernel(np.float64(q1), np.float64(sigma_w)))
+    return np.concatenate([[0.0], log_chi]), float(log_chi_star)
 
 
 def overflow_curves(sigma_w: float, depth: int) -> dict[str, object]:
@@ -188,7 +201,8 @@ def overflow_curves(sigma_w: float, depth: int) -> dict[str, object]:
     depth = _check_depth(depth)
     net = panel_network()
     out = _overflow_kernel(net["Z"], net["x0"], net["g"], np.float32(sigma_w), np.int32(depth))
-    direct, log_norm, log_chi, log_chi_star = (np.asarray(a) for a in jax.device_get(out))
+    direct, log_norm = (np.asarray(a) for a in jax.device_get(out))
+    log_chi, log_chi_star = _theory(float(np.float32(sigma_w)))
     direct = direct[: depth + 1].astype(np.float64)
     finite = np.all(np.isfinite(direct), axis=1)
     with np.errstate(over="ignore", invalid="ignore"):
