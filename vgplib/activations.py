@@ -149,7 +149,7 @@ def activation_by_index(index, x, names: tuple[str, ...] = ACTIVATION_NAMES) -> 
     """``(phi(x), phi'(x))`` for the activation ``names[index]``, with ``index`` a traced integer.
 
     The jit-friendly form of :func:`get_activation`: ``jax.lax.switch`` over the same ``fn``/``grad``
-    of :data:`ACTIVATIONS`, so a slider or dropdown that changes the activation changes an argument of a
+    of ``ACTIVATIONS``, so a slider or dropdown that changes the activation changes an argument of a
     jitted function, not its trace (no recompilation). ``names`` (static) fixes the order and limits
     the branches compiled. A concrete ``index`` outside ``0..len(names)-1`` raises ``ValueError``
     (a traced one is clamped, as ``lax.switch`` does).
