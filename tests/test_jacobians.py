@@ -288,3 +288,32 @@ def test_stable_norms_against_float64_and_at_the_float32_floor():
     assert np.all(np.asarray(stable_norm(zero)) == 0.0) and np.all(np.isneginf(np.asarray(stable_log_norm(zero))))
     assert np.isinf(float(stable_norm(jnp.array([1.0, jnp.inf]))))
     np.testing.assert_allclose(stable_norm(jnp.asarray(x), axis=0), np.linalg.norm(x, axis=0), rtol=1e-6)
+
+
+def test_renormalized_step_sweep_matches_direct_products_and_masks_layers():
+    # A sweep built from renormalized_step gives log ||g_l|| of the direct backprop g_{l-1} = J_l^T g_l
+    # (float64, where nothing underflows), and an inactive layer leaves the carry unchanged.
+    from vgplib.jacobians import renormalized_step
+
+    with jax.enable_x64(True):
+        J = jax.random.normal(jax.random.PRNGKey(3), (12, 5, 5), jnp.float64) * 0.4
+        g = jax.random.normal(jax.random.PRNGKey(4), (5,), jnp.float64)
+        direct = [g]
+        for J_l in J[::-1]:
+            direct.append(J_l.T @ direct[-1])
+        expected = np.log([float(jnp.linalg.norm(v)) for v in direct[::-1]])
+        u, s, logs = g / jnp.linalg.norm(g), jnp.log(jnp.linalg.norm(g)), []
+        for J_l in J[::-1]:
+            u, s = renormalized_step(u, s, u @ J_l)
+            logs.append(float(s))
+        np.testing.assert_allclose(np.array(logs[::-1] + [expected[-1]]), expected, rtol=1e-12)
+        assert float(jnp.linalg.norm(u)) == pytest.approx(1.0)
+        # masked: the carry passes through unchanged
+        u2, s2 = renormalized_step(u, s, 7.0 * u, active=False)
+        assert np.array_equal(np.asarray(u2), np.asarray(u)) and float(s2) == float(s)
+        # a batch of rows, one of them mapped to zero: direction 0 and log-scale -inf, no NaN
+        U = jnp.stack([u, u])
+        image = jnp.stack([3.0 * u, jnp.zeros_like(u)])
+        U3, S3 = renormalized_step(U, jnp.zeros(2), image)
+        assert float(S3[0]) == pytest.approx(np.log(3.0)) and float(S3[1]) == -np.inf
+        assert np.all(np.asarray(U3[1]) == 0) and not np.any(np.isnan(np.asarray(U3)))

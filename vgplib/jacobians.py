@@ -248,6 +248,22 @@ def stable_log_norm(x, axis: int = -1) -> Array:
 
 
 
+def renormalized_step(direction, log_scale, image, active=True) -> tuple[Array, Array]:
+    """One step of a renormalized (log-space) backward sweep over vectors; traceable.
+
+    A backward sweep ``g_{l-1} = J_l^T g_l`` is kept as ``g_l = exp(s_l) u_l`` with ``||u_l|| = 1``:
+    given the image ``w = J_l^T u_l`` of the current unit ``direction`` (rows: a batch), this returns
+    ``(w / ||w||, log_scale + log ||w||)``, so the scale never under- or overflows at any depth.
+    A zero image gives direction 0 and ``log_scale = -inf`` (never NaN). Where ``active`` is False
+    (a layer beyond a masked depth, so one compiled sweep serves every depth) the carry
+    ``(direction, log_scale)`` is returned unchanged. ``log_scale`` has the shape of ``image``
+    without its last axis.
+    """
+    r = jnp.linalg.norm(image, axis=-1, keepdims=True)
+    unit = jnp.where(r > 0, image / jnp.where(r > 0, r, 1), 0)
+    return jnp.where(active, unit, direction), jnp.where(active, log_scale + jnp.log(r[..., 0]), log_scale)
+
+
 class LogNorms(NamedTuple):
     """``log ||P_l||_F`` and ``log sigma_max(P_l)`` for ``l = 0..L``."""
 

@@ -30,7 +30,7 @@ from matplotlib.patches import FancyArrowPatch
 from vgplib._validate import as_array, check_name, check_positive, check_positive_int
 from vgplib.activations import get_activation
 from vgplib.init import init_mlp
-from vgplib.jacobians import layer_jacobians
+from vgplib.jacobians import layer_jacobians, renormalized_step
 from vgplib.networks import mlp_forward
 from vgplib.plots import FLOAT32_TINY, freeze_decorations, new_figure
 from vgplib.theory import chi1, length_map
@@ -70,10 +70,7 @@ def _prefix_log_sweep(J: Array, g: Array, depth: Array) -> Array:
         v, s = carry
         J_l, l = inputs
         w = jnp.matmul(v, J_l, precision=jax.lax.Precision.HIGHEST)  # J_l^T v
-        n = jnp.linalg.norm(w)
-        active = l <= depth
-        v_new = jnp.where(active, jnp.where(n > 0, w / jnp.where(n > 0, n, 1), 0), v)
-        s_new = jnp.where(active, s + jnp.log(n), s)
+        v_new, s_new = renormalized_step(v, s, w, active=l <= depth)
         return (v_new, s_new), s_new
 
     _, s = jax.lax.scan(step, (v0, jnp.log(norm_g)), (J, jnp.arange(1, L + 1)), reverse=True)

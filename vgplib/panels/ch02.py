@@ -37,7 +37,7 @@ import numpy as np
 
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import activation_by_index
-from vgplib.jacobians import stable_norm
+from vgplib.jacobians import renormalized_step, stable_norm
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, log10_or_nan, new_figure
 from vgplib.theory import chi1, length_map_and_chi
 from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
@@ -201,10 +201,7 @@ def _gradient_kernel(Z, x0, gL, sigma_w, depth, act_index):
         u, s, v = carry  # unit direction, log-norm, direct vector
         W_l, D_l, on = inputs
         back = jnp.matmul(D_l * u, W_l, precision=hp)  # J_l^T u = W_l^T diag(phi'(a_l)) u
-        r = jnp.linalg.norm(back, axis=-1, keepdims=True)
-        safe = jnp.where(r > 0, r, 1.0)
-        u_new = jnp.where(on, jnp.where(r > 0, back / safe, 0.0), u)
-        s_new = jnp.where(on, s + jnp.log(r[..., 0]), s)
+        u_new, s_new = renormalized_step(u, s, back, active=on)
         v_new = jnp.where(on, jnp.matmul(D_l * v, W_l, precision=hp), v)
         return (u_new, s_new, v_new), (s_new, stable_norm(v_new))
 

@@ -45,7 +45,7 @@ from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import activation_by_index
 from vgplib.data import load_digits
 from vgplib.init import init_mlp
-from vgplib.jacobians import stable_log_norm
+from vgplib.jacobians import renormalized_step, stable_log_norm
 from vgplib.networks import dense
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
 from vgplib.theory import length_map_and_chi, q_star_and_chi
@@ -97,10 +97,7 @@ def _panel_kernel(Z: Array, x0: Array, u: Array, act_idx: Array, sigma_w: Array,
         delta = dphi * v  # delta_l / ||g_l||
         log_delta = s + stable_log_norm(delta)
         w = jnp.matmul(delta, Z_l, precision=jax.lax.Precision.HIGHEST) * scale  # W_l^T delta_l
-        nw = jnp.linalg.norm(w, axis=-1)
-        active = l <= depth
-        v_new = jnp.where(active, w / jnp.where(nw > 0, nw, 1.0)[:, None], v)
-        s_new = jnp.where(active, s + jnp.where(nw > 0, jnp.log(jnp.where(nw > 0, nw, 1.0)), -jnp.inf), s)
+        v_new, s_new = renormalized_step(v, s, w, active=l <= depth)
         return (v_new, s_new), (s_new, log_delta)
 
     _, (s_all, log_delta) = jax.lax.scan(

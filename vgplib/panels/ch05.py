@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 
 from vgplib._validate import check_positive, check_positive_int
 from vgplib.data import load_digits
+from vgplib.jacobians import renormalized_step
 from vgplib.landscapes import CLIFF_A0, cliff_wall
 from vgplib.networks import dense, mlp_forward
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
@@ -146,9 +147,7 @@ def _overflow_kernel(Z: Array, x0: Array, g: Array, sigma_w: Array, depth: Array
         u, s, v = carry  # unit direction, ln ||g_l||, direct float32 g_l
         J_l, on = inputs
         a = jnp.matmul(u, J_l, precision=hp)  # J_l^T u
-        r = jnp.linalg.norm(a)
-        u_new = jnp.where(on, jnp.where(r > 0, a / jnp.where(r > 0, r, 1.0), 0.0), u)
-        s_new = jnp.where(on, s + jnp.log(r), s)
+        u_new, s_new = renormalized_step(u, s, a, active=on)
         v_new = jnp.where(on, jnp.matmul(v, J_l, precision=hp), v)
         return (u_new, s_new, v_new), (s_new, v_new)
 
