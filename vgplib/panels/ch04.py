@@ -173,7 +173,7 @@ def make_bptt_figure() -> tuple:
     cbar = fig.colorbar(image, ax=ax_heat, fraction=0.06, pad=0.02)
     cbar.set_ticks([-30, -15, 0, 15])
     cbar.set_label("log₁₀ ‖∂h_t/∂h_k‖_F", fontsize=8)
-    cbar.ax.tick_params(labelsize=7)
+    cbar.ax.tick_params(labelsize=8)
     cbar.ax.yaxis.set_label_coords(4.2, 0.5)
     ax_heat.set_xlabel("source step k")
     ax_heat.set_ylabel("target step t")
@@ -688,8 +688,9 @@ def make_adding_figure(run: AddingRun, lag_lengths=(20, 40)):
     """Left: test MSE / baseline against ``T``, one line per seed. Right: the median per-lag error
     signal ``log10(||delta_{T-l}|| / ||delta_T||)`` after the first and the last checkpoint, for the
     lengths in ``lag_lengths`` (one line per seed)."""
-    fig, (ax1, ax2) = new_figure(figsize=(9.0, 3.4), ncols=2,
-                                 margins={"left": 0.07, "right": 0.98, "bottom": 0.15, "top": 0.9, "wspace": 0.28})
+    # At most 7.1 inches wide: the book shows it unscaled, so 8-pt text stays above 10 px.
+    fig, (ax1, ax2) = new_figure(figsize=(7.1, 3.8), ncols=2,
+                                 margins={"left": 0.09, "right": 0.98, "bottom": 0.14, "top": 0.9, "wspace": 0.36})
     for s, seed in enumerate(run.seeds):
         ax1.plot(run.lengths, run.test_ratio[s], "o-", color=f"C{s}", label=f"seed {seed}")
     ax1.axhline(1.0, color="k", ls="--", lw=1)
@@ -697,10 +698,11 @@ def make_adding_figure(run: AddingRun, lag_lengths=(20, 40)):
     ax1.text(run.lengths[0], 1.03, "constant predictor", fontsize=8, va="bottom")
     ax1.text(run.lengths[0], 0.53, "only the second number", fontsize=8, va="bottom", color="0.4")
     ax1.set_xticks(run.lengths)
-    ax1.set_ylim(0, 1.45)
+    ax1.set_ylim(0, 1.6)
     ax1.set_xlabel("sequence length T")
     ax1.set_ylabel("test MSE / baseline 1/6")
-    ax1.legend(fontsize=8, loc="upper left", ncol=len(run.seeds), frameon=False, handlelength=1.2,
+    ax1.yaxis.set_label_coords(-0.15, 0.5)  # clear of the tick labels (new_figure pins -0.085)
+    ax1.legend(fontsize=8, loc="upper left", ncol=2, frameon=False, handlelength=1.2,
                columnspacing=0.8)
     ax1.set_title("vanilla tanh RNN, 16 units, Adam", fontsize=10)
     styles = {lag_lengths[0]: ("0.6", 1.0), lag_lengths[-1]: (None, 1.8)}
@@ -717,6 +719,7 @@ def make_adding_figure(run: AddingRun, lag_lengths=(20, 40)):
     ax2.plot([], [], ":", color="k", label=f"after {run.checkpoints[0]} steps")
     ax2.set_xlabel("lag l (steps before the end)")
     ax2.set_ylabel("log₁₀ median ‖δ(T−l)‖ / ‖δ(T)‖")
+    ax2.yaxis.set_label_coords(-0.16, 0.5)
     ax2.set_ylim(-18, 2)
     ax2.set_yticks([-15, -10, -5, 0])
     ax2.legend(fontsize=8, loc="lower left", frameon=False)
