@@ -341,7 +341,7 @@ def test_figure_check_catches_missing_alt_caption_and_small_text():
                 [cell([as_output(re.sub(r' data-min-font-pt="[^"]*"', "", readable))], good_meta)],
                 [cell([as_output(small)], good_meta)],
                 [cell([static(7)], good_meta)],  # 9.3 px
-                [cell([static(8, figsize=(9.0, 3.0))], good_meta)],  # 864 px shown at 688: 8.5 px
+                [cell([static(8, figsize=(9.0, 3.0))], good_meta)],  # 864 px shown at 672: 8.3 px
                 [cell([plain], good_meta)]):  # no text-size chunk
         assert len(figure_problems({"cells": bad})) == 1, figure_problems({"cells": bad})
 

@@ -198,14 +198,16 @@ def test_depth_profiles_figure_and_scrubber_alt():
 
 def _smallest_text_px(fig, dpi=None):
     """Height in CSS pixels of the figure's smallest text when its PNG is shown in the book's column
-    (688 px at most): ``pt * dpi / 72``, scaled down when the PNG is wider than the column."""
+    (``vgplib.plots.COLUMN_PX`` at most): ``pt * dpi / 72``, scaled down when the PNG is wider."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.text import Text
 
     dpi = fig.dpi if dpi is None else dpi
     FigureCanvasAgg(fig).draw()
     sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-    return min(sizes) * dpi / 72 * min(1.0, 688 / (fig.get_figwidth() * dpi))
+    from vgplib.plots import COLUMN_PX
+
+    return min(sizes) * dpi / 72 * min(1.0, COLUMN_PX / (fig.get_figwidth() * dpi))
 
 
 def test_figures_text_is_at_least_10_px_in_the_book():

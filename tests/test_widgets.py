@@ -122,8 +122,8 @@ def test_min_font_size_counts_only_drawn_text():
     hidden.set_visible(False)
     ax.set_title("small title", fontsize=8.5)
     assert min_font_size(fig) == 8.5
-    # 9 inches at 96 dpi is 864 px, shown 688 px wide: 8.5 pt -> 8.5 * 96/72 * 688/864 px
-    assert min_text_px(fig) == pytest.approx(8.5 * 96 / 72 * 688 / 864)
+    # 9 inches at 96 dpi is 864 px, shown 672 px wide (COLUMN_PX): 8.5 pt -> 8.5 * 96/72 * 672/864 px
+    assert min_text_px(fig) == pytest.approx(8.5 * 96 / 72 * 672 / 864)
     assert min_text_px(fig, shown_px=864) == pytest.approx(8.5 * 96 / 72)
     assert min_text_px(fig, dpi=48) == pytest.approx(8.5 * 48 / 72)  # 432 px natural: not scaled
     assert min_font_size(new_figure()[0]) == 10.0  # tick labels only

@@ -10,8 +10,8 @@ column (:data:`COLUMN_PX` wide at a 1280 px window) when it is wider. A font of 
 figure drawn at ``dpi`` is then ``pt * dpi / 72 * shown / natural`` CSS pixels high, and the book's
 bar is :data:`MIN_TEXT_PX` (10 px) for the smallest text of every figure. Figures are drawn at
 :data:`DPI` = 96, the CSS pixels per inch (so a figure appears at its size in inches, as a live
-panel does), where that is :data:`MIN_FONT_PT` = 7.5 pt or more for a figure up to 7.1 inches
-wide (688 px); a wider figure is scaled down and needs larger text (9 inches: 9.4 pt).
+panel does), where that is :data:`MIN_FONT_PT` = 7.5 pt or more for a figure up to 7 inches
+wide (672 px); a wider figure is scaled down and needs larger text (9 inches: 9.6 pt).
 :func:`min_font_size` and :func:`min_text_px` measure a figure against the bar (the browser test
 checks the built pages). Importing this module applies :data:`BOOK_RC` (pyplot figures at 96 dpi,
 matplotlib's default 10-pt text: 13 px), so the chapters' ``%matplotlib inline`` figures follow it.
@@ -39,9 +39,10 @@ FIGSIZE = (6.0, 3.2)
 DPI = 96
 #: The smallest text of a figure must be at least this high in the built book, in CSS pixels.
 MIN_TEXT_PX = 10.0
-#: Widest an output image is shown in the built book (the content column of a page in a 1280 px
-#: wide window, measured in Chromium); a wider image is scaled down to it.
-COLUMN_PX = 688
+#: Widest an output image is shown in the built book (an output inside a numbered figure in the
+#: content column of a page in a 1280 px wide window, measured in Chromium; the bare column is
+#: 688 px); a wider image is scaled down to it.
+COLUMN_PX = 672
 #: Smallest font size in points for a figure drawn at :data:`DPI` and shown unscaled: 7.5 * 96 / 72 = 10 px.
 MIN_FONT_PT = MIN_TEXT_PX * 72 / DPI
 #: matplotlib settings applied when this module is imported (the book layer imports it): figures made

@@ -162,8 +162,8 @@ def make_bptt_figure() -> tuple:
 
     ``update(rho, activation, T)``.
     """
-    fig, (ax_heat, ax_row) = new_figure(figsize=(7.6, 3.3), ncols=2,
-                                        margins={"left": 0.08, "right": 0.98, "bottom": 0.15, "top": 0.8,
+    fig, (ax_heat, ax_row) = new_figure(figsize=(7.0, 3.3), ncols=2,
+                                        margins={"left": 0.08, "right": 0.96, "bottom": 0.15, "top": 0.8,
                                                  "wspace": 0.42})
     blank = np.full((T_MAX + 1, T_MAX + 1), np.nan)
     image = ax_heat.imshow(blank, origin="lower", cmap="magma", vmin=HEAT_RANGE[0], vmax=HEAT_RANGE[1],
@@ -328,8 +328,8 @@ def cobweb_curves(w: float, b: float, h0: float = COBWEB_H0) -> dict[str, np.nda
 
 def make_cobweb_figure() -> tuple:
     """Cobweb plot of ``h <- sigmoid(w h + b)`` and ``log10 |d h_t / d h_0|``; ``update(w, b)``."""
-    fig, (ax_web, ax_grad) = new_figure(figsize=(7.6, 3.3), ncols=2,
-                                        margins={"left": 0.08, "right": 0.98, "bottom": 0.15, "top": 0.82,
+    fig, (ax_web, ax_grad) = new_figure(figsize=(7.0, 3.3), ncols=2,
+                                        margins={"left": 0.08, "right": 0.96, "bottom": 0.15, "top": 0.82,
                                                  "wspace": 0.35})
     grid = np.linspace(0.0, 1.0, 201)
     ax_web.plot([0, 1], [0, 1], color="0.5", lw=1)
@@ -688,8 +688,8 @@ def make_adding_figure(run: AddingRun, lag_lengths=(20, 40)):
     """Left: test MSE / baseline against ``T``, one line per seed. Right: the median per-lag error
     signal ``log10(||delta_{T-l}|| / ||delta_T||)`` after the first and the last checkpoint, for the
     lengths in ``lag_lengths`` (one line per seed)."""
-    # At most 7.1 inches wide: the book shows it unscaled, so 8-pt text stays above 10 px.
-    fig, (ax1, ax2) = new_figure(figsize=(7.1, 3.8), ncols=2,
+    # At most 7 inches wide: the book shows it unscaled, so 8-pt text stays above 10 px.
+    fig, (ax1, ax2) = new_figure(figsize=(7.0, 3.8), ncols=2,
                                  margins={"left": 0.09, "right": 0.98, "bottom": 0.14, "top": 0.9, "wspace": 0.36})
     for s, seed in enumerate(run.seeds):
         ax1.plot(run.lengths, run.test_ratio[s], "o-", color=f"C{s}", label=f"seed {seed}")
