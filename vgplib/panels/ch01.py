@@ -175,12 +175,14 @@ def make_depth_figure() -> tuple[Figure, object]:
     product in JAX on CPU would be flushed to 0; the panel computes in log space) or is exactly zero.
     """
     J_all, u = panel_data()
-    fig, ax = new_figure(figsize=(6.0, 3.2), dpi=72)
+    # Room on the left for the 10^-42 tick labels and the y label beside them.
+    fig, ax = new_figure(figsize=(6.0, 3.2), dpi=72, margins={"left": 0.15})
     ax.set_yscale("log")
     ax.set_xlim(-0.8, MAX_DEPTH + 0.8)
     ax.set_ylim(1e-42, 1e4)
     ax.set_xlabel("layer $l$ (0 = input)")
     ax.set_ylabel(r"$\|\partial E/\partial h_l\|$")
+    ax.yaxis.set_label_coords(-0.14, 0.5)  # clear of the 10^-42 tick labels (new_figure pins -0.085)
     ax.axhline(FLOAT32_TINY, color="0.5", lw=0.8, ls=":")
     ax.text(0.2, FLOAT32_TINY * 3, "float32 smallest normal", fontsize=8, color="0.4", va="bottom")
     ax.axhline(1.0, color="0.7", lw=0.6)
