@@ -50,7 +50,13 @@ from vgplib.networks import dense
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
 from vgplib.theory import length_map_and_chi, q_star_and_chi
 from vgplib.training import TrainHistory
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.widgets import (
+    LivePanel,
+    register_panel,
+    report_answer,
+    scrubber,
+    sweep_values,
+)
 
 Array = jax.Array
 
@@ -280,7 +286,13 @@ def gradient_controls(depth: int = 30, sigma_w: float = 1.0, activation: str = "
 @register_panel("ch03.init_gradients")
 def gradient_panel() -> LivePanel:
     """A new live panel: per-layer gradients at initialization against the mean-field theory."""
-    return LivePanel(make_gradient_figure, gradient_controls(), freeze_legend=True)
+    controls = gradient_controls()
+    # The theory costs a few ms per new (activation, sigma_w): compute it once for every slider
+    # value at first show, so that a move costs only the network sweep and the redraw (100 ms bar).
+    for activation in PANEL_ACTIVATIONS:
+        for sigma_w in sweep_values(controls["sigma_w"], n=10_000):
+            _theory(activation, float(sigma_w))
+    return LivePanel(make_gradient_figure, controls, freeze_legend=True)
 
 
 def gradient_scrubber(activation: str = "tanh", depth: int = MAX_DEPTH, sigmas=SCRUBBER_SIGMAS,

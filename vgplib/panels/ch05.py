@@ -40,7 +40,13 @@ from vgplib.landscapes import CLIFF_A0, cliff_wall
 from vgplib.networks import dense, mlp_forward
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
 from vgplib.theory import length_map_and_chi, q_star_and_chi
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.widgets import (
+    LivePanel,
+    register_panel,
+    report_answer,
+    scrubber,
+    sweep_values,
+)
 
 Array = jax.Array
 
@@ -291,7 +297,12 @@ def overflow_controls(sigma_w: float = 4.0, depth: int = 250) -> dict[str, ipywi
 @register_panel("ch05.overflow")
 def overflow_panel() -> LivePanel:
     """Live panel: exploding gradients of a tanh MLP, exact against float32, with the overflow status."""
-    return LivePanel(make_overflow_figure, overflow_controls(), freeze_legend=True)
+    controls = overflow_controls()
+    # The mean-field line costs about 16 ms per new sigma_w: compute it once for every slider value
+    # at first show, so that a move costs only the backward sweeps and the redraw (the 100 ms bar).
+    for sigma_w in sweep_values(controls["sigma_w"], n=10_000):
+        _theory(float(np.float32(sigma_w)))
+    return LivePanel(make_overflow_figure, controls, freeze_legend=True)
 
 
 OVERFLOW_ALT = ("Log10 of the back-propagated gradient norm against the layer of a tanh network at "
