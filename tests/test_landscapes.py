@@ -22,6 +22,7 @@ from vgplib.landscapes import (
     CLIFF_T,
     CLIFF_TARGET,
     cliff_descent,
+    cliff_descents,
     cliff_grad,
     cliff_grid,
     cliff_loss,
@@ -240,6 +241,47 @@ def test_unclipped_step_on_the_wall_is_thrown_far_and_clipping_bounds_every_step
         np.testing.assert_allclose(np.asarray(clipped.params[: first + 1]), np.asarray(path.params[: first + 1]))
 
 
+def test_clipping_is_optax_clip_by_global_norm_and_pascanus_formula():
+    """One implementation: every clipped step equals optax.clip_by_global_norm's update, which is
+    Pascanu et al.'s algorithm 1 (g <- c g / ||g|| when ||g|| >= c), checked step by step in NumPy."""
+    import optax
+
+    with jax.enable_x64(True):
+        c, lr = 0.3, 0.5
+        path = cliff_descent(f64(5.6), f64(-2.4), lr=lr, steps=30, clip_norm=c)
+        pts = np.asarray(path.params)
+        clipped_any = False
+        for k in range(30):
+            g = np.asarray(cliff_grad(f64(pts[k, 0]), f64(pts[k, 1])))
+            norm = float(np.hypot(*g))
+            formula = g * c / norm if norm >= c else g
+            clipped_any |= norm >= c
+            via_optax = np.asarray(optax.clip_by_global_norm(c).update(jnp.asarray(g), optax.EmptyState())[0])
+            np.testing.assert_allclose(via_optax, formula, rtol=1e-13)
+            np.testing.assert_allclose(pts[k + 1], pts[k] - lr * formula, rtol=1e-10, atol=1e-12)
+        assert clipped_any
+
+
+def test_no_clip_norm_and_infinite_clip_norm_are_the_plain_descent():
+    with jax.enable_x64(True):
+        plain = cliff_descent(f64(5.6), f64(-2.4), lr=0.5, steps=25)
+        inf = cliff_descent(f64(5.6), f64(-2.4), lr=0.5, steps=25, clip_norm=math.inf)
+        np.testing.assert_array_equal(np.asarray(plain.params), np.asarray(inf.params))
+
+
+def test_many_starts_equal_one_start_each():
+    with jax.enable_x64(True):
+        w0 = np.array([5.6, 6.0, 4.8])
+        b0 = np.array([-2.4, -3.0, -2.0])
+        for clip in (None, 1.0):
+            many = cliff_descents(w0, b0, lr=0.5, steps=20, clip_norm=clip)
+            assert many.params.shape == (3, 21, 2) and many.loss.shape == (3, 21)
+            for i in range(3):
+                one = cliff_descent(f64(w0[i]), f64(b0[i]), lr=0.5, steps=20, clip_norm=clip)
+                np.testing.assert_allclose(np.asarray(many.params[i]), np.asarray(one.params), rtol=1e-12)
+                np.testing.assert_allclose(np.asarray(many.grad_norm[i]), np.asarray(one.grad_norm), rtol=1e-10)
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -264,6 +306,10 @@ def test_unclipped_step_on_the_wall_is_thrown_far_and_clipping_bounds_every_step
         (lambda: cliff_descent(5.0, -2.0, lr=0.1, steps=0), ValueError, "steps"),
         (lambda: cliff_descent(5.0, -2.0, lr=0.1, steps=3, clip_norm=-1.0), ValueError, "clip_norm"),
         (lambda: cliff_descent(math.nan, -2.0, lr=0.1, steps=3), ValueError, "w0"),
+        (lambda: cliff_descent(5.0, -2.0, lr=0.1, steps=3, clip_norm=math.nan), ValueError, "clip_norm"),
+        (lambda: cliff_descents(np.ones(2), np.ones(3), lr=0.1, steps=3), ValueError, "w0"),
+        (lambda: cliff_descents(np.ones((2, 2)), np.ones((2, 2)), lr=0.1, steps=3), ValueError, "1-D"),
+        (lambda: cliff_descents(np.ones(2), np.ones(2), lr=-0.1, steps=3), ValueError, "lr"),
         (lambda: cliff_wall(5.0, a0=math.nan), ValueError, "a0"),
     ],
 )

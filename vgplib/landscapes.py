@@ -26,8 +26,9 @@ through the ``T`` steps of ``lax.scan``); near the wall it is a sum of products 
 
 Functions: :func:`cliff_map` (the orbit of ``a_t``), :func:`cliff_loss`, :func:`cliff_grad` (exact
 gradient), :func:`cliff_grid` (loss and gradient over a ``(w, b)`` grid, one jitted ``vmap``),
-:func:`cliff_wall` (the closed-form wall) and :func:`cliff_descent` (gradient descent on the
-surface, with optional norm clipping, as chapter 11 uses it). Computations run in the dtype of the
+:func:`cliff_wall` (the closed-form wall), :func:`cliff_descent` (gradient descent on the
+surface, with optional norm clipping by ``optax.clip_by_global_norm``, as chapter 11 uses it) and
+:func:`cliff_descents` (the same from many starts in one ``vmap``). Computations run in the dtype of the
 inputs: float32 by default, float64 when called with float64 arrays under ``jax.enable_x64``.
 """
 
@@ -40,6 +41,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import ACTIVATION_NAMES, Activation, get_activation
@@ -269,14 +271,20 @@ def cliff_wall(w, a0: float = CLIFF_A0) -> Array:
     return a0 - w_arr * s
 
 
-@partial(jax.jit, static_argnames=("T", "act", "steps", "clip"))
-def _descent_jit(p0, lr, max_norm, a0, T, target, act, steps, clip):
+def _descent(p0, lr, max_norm, a0, T, target, act, steps):
+    """``steps`` steps of (clipped) gradient descent from ``p0 = (w0, b0)``; ``max_norm = inf`` never clips.
+
+    The clipping is ``optax.clip_by_global_norm(max_norm)`` itself (one implementation of Pascanu et
+    al.'s algorithm 1 in the book): it returns ``g`` untouched while ``||g|| < max_norm`` (exactly,
+    a ``lax.select``), else ``g / ||g|| * max_norm``. ``lr`` and ``max_norm`` may be traced.
+    """
+    clip = optax.clip_by_global_norm(max_norm)
+
     def step(p, _):
         loss, (gw, gb) = _value_and_grad(p[0], p[1], a0, T, target, act)
         g = jnp.stack([gw, gb])
         norm = jnp.linalg.norm(g)
-        if clip:
-            g = g * jnp.minimum(1.0, max_norm / jnp.where(norm > 0, norm, 1.0))
+        g, _ = clip.update(g, clip.init(g))
         return p - lr * g, (p, loss, norm)
 
     p_last, (ps, losses, norms) = jax.lax.scan(step, p0, None, length=steps)
@@ -285,27 +293,66 @@ def _descent_jit(p0, lr, max_norm, a0, T, target, act, steps, clip):
             jnp.concatenate([norms, jnp.hypot(gw, gb)[None]]))
 
 
+@partial(jax.jit, static_argnames=("T", "act", "steps"))
+def _descent_jit(p0, lr, max_norm, a0, T, target, act, steps):
+    return _descent(p0, lr, max_norm, a0, T, target, act, steps)
+
+
+@partial(jax.jit, static_argnames=("T", "act", "steps"))
+def _descents_jit(p0s, lr, max_norm, a0, T, target, act, steps):
+    return jax.vmap(lambda p0: _descent(p0, lr, max_norm, a0, T, target, act, steps))(p0s)
+
+
+def _descent_args(lr, steps, clip_norm, a0, T, activation, target):
+    lr = check_positive("lr", lr)
+    steps = check_positive_int("steps", steps)
+    a0, T, act = _common(a0, T, activation, target)
+    is_inf = (isinstance(clip_norm, (int, float, np.integer, np.floating)) and not isinstance(clip_norm, bool)
+              and clip_norm == math.inf)
+    max_norm = math.inf if clip_norm is None or is_inf else check_positive("clip_norm", clip_norm)
+    return lr, steps, max_norm, a0, T, act
+
+
 def cliff_descent(w0, b0, lr: float, steps: int, a0: float = CLIFF_A0, T: int = CLIFF_T,
                   target: float = CLIFF_TARGET, clip_norm: float | None = None,
                   activation: str | Activation = "sigmoid") -> CliffPath:
     """Gradient descent ``theta_{k+1} = theta_k - lr g_k`` on :func:`cliff_loss` from ``(w0, b0)``.
 
-    ``g_k`` is the exact gradient; with ``clip_norm`` it is rescaled to ``g_k min(1, clip_norm /
-    ||g_k||)`` (norm clipping, Pascanu et al. 2013, algorithm 1), so no step is longer than
-    ``lr * clip_norm``. Returns a :class:`CliffPath` of ``steps + 1`` iterates (one compiled scan).
+    ``g_k`` is the exact gradient; with ``clip_norm`` it is rescaled to ``g_k clip_norm / ||g_k||``
+    whenever ``||g_k|| >= clip_norm`` (norm clipping, Pascanu et al. 2013, algorithm 1), computed by
+    ``optax.clip_by_global_norm(clip_norm)`` itself, so no step is longer than ``lr * clip_norm``.
+    ``clip_norm=None`` (or ``math.inf``) does not clip. Returns a :class:`CliffPath` of ``steps + 1``
+    iterates (one compiled scan; ``lr`` and ``clip_norm`` are traced, so new values do not compile).
     A step that lands on the wall meets a gradient of norm up to ``10^4`` and more and, unclipped,
     is thrown that many learning rates away.
     """
     w0 = _scalar("w0", w0)
     b0 = _scalar("b0", b0)
     w0, b0 = _params(w0, b0, names=("w0", "b0"))
-    lr = check_positive("lr", lr)
-    steps = check_positive_int("steps", steps)
-    a0, T, act = _common(a0, T, activation, target)
-    clip = clip_norm is not None
-    max_norm = check_positive("clip_norm", clip_norm) if clip else 1.0
+    lr, steps, max_norm, a0, T, act = _descent_args(lr, steps, clip_norm, a0, T, activation, target)
     p0 = jnp.stack([w0, b0])
     dtype = p0.dtype
     out = _descent_jit(p0, jnp.asarray(lr, dtype), jnp.asarray(max_norm, dtype), a0, T, float(target), act,
-                       steps, clip)
+                       steps)
+    return CliffPath(*out)
+
+
+def cliff_descents(w0, b0, lr: float, steps: int, a0: float = CLIFF_A0, T: int = CLIFF_T,
+                   target: float = CLIFF_TARGET, clip_norm: float | None = None,
+                   activation: str | Activation = "sigmoid") -> CliffPath:
+    """:func:`cliff_descent` from ``K`` starts at once: ``w0``, ``b0`` are 1-D arrays of length ``K``.
+
+    One jitted ``vmap`` of the same scan (the same clipping, ``optax.clip_by_global_norm``): every
+    field of the returned :class:`CliffPath` gets a leading start axis, ``params`` ``(K, steps + 1,
+    2)``. ``lr`` and ``clip_norm`` are traced, so a panel can move them without a compilation; the
+    result equals :func:`cliff_descent` run from each start (tested).
+    """
+    w_arr, b_arr = _params(w0, b0, names=("w0", "b0"), broadcast=False)
+    if w_arr.ndim != 1 or b_arr.shape != w_arr.shape or w_arr.shape[0] == 0:
+        raise ValueError(f"w0 and b0 must be non-empty 1-D arrays of one length; got {w_arr.shape} and {b_arr.shape}")
+    lr, steps, max_norm, a0, T, act = _descent_args(lr, steps, clip_norm, a0, T, activation, target)
+    p0s = jnp.stack([w_arr, b_arr], axis=1)
+    dtype = p0s.dtype
+    out = _descents_jit(p0s, jnp.asarray(lr, dtype), jnp.asarray(max_norm, dtype), a0, T, float(target), act,
+                        steps)
     return CliffPath(*out)
