@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,10 +13,15 @@ import pytest
 from vgplib import (
     accuracy,
     cross_entropy,
+    evaluate_many,
     init_mlp,
     layer_gradient_norms,
+    mlp_accuracy_fn,
+    mlp_forward,
+    mlp_loss_fn,
     relative_weight_change,
     summarize,
+    train_many,
     train_mlp,
 )
 
@@ -171,3 +178,123 @@ def test_bad_input_of_accuracy_and_cross_entropy():
         cross_entropy(PARAMS, X, Y.astype(np.float32))
     with pytest.raises(ValueError, match="activation"):
         accuracy(PARAMS, X, Y, "nope")
+
+
+# ---- train_many: a batch of models in one compiled function -------------------------------------
+
+LOSS = mlp_loss_fn("tanh")
+ADAM = optax.adam(0.05)
+TWO = [init_mlp(jax.random.PRNGKey(s), [4, 8, 8, 2], init="glorot_normal") for s in (3, 4)]
+BATCH = jax.tree.map(lambda *leaves: jnp.stack(leaves), *TWO)
+
+
+@partial(jax.jit, static_argnames="optimizer")
+def _optax_step(params, state, xb, yb, optimizer):
+    updates, state = optimizer.update(_oracle_grad(params, xb, yb), state, params)
+    return optax.apply_updates(params, updates), state
+
+
+def _python_loop(params, optimizer, steps, rows_per_step):
+    """Independent reference: one optax step at a time in a Python loop, on the oracle loss."""
+    state = optimizer.init(params)
+    for t in range(steps):
+        rows = rows_per_step(t)
+        xb, yb = (X, Y) if rows is None else (X[rows], Y[rows])
+        params, state = _optax_step(params, state, xb, yb, optimizer)
+    return params
+
+
+def _documented_rows(key, steps, k, batch):
+    chunk_keys = jax.random.split(key, steps // k)
+    return lambda t: np.asarray(jax.random.randint(chunk_keys[t // k], (k, batch), 0, X.shape[0]))[t % k]
+
+
+def _assert_close(trained_batch, m, ref):
+    for mine, r in zip(trained_batch, ref):
+        for name in ("W", "b"):
+            np.testing.assert_allclose(np.asarray(mine[name][m]), np.asarray(r[name]), rtol=2e-4, atol=2e-5)
+
+
+def test_train_many_equals_a_python_loop_of_optax_steps_full_batch():
+    trained, losses = train_many(LOSS, BATCH, X, Y, SGD, steps=30, record_every=10)
+    assert losses.shape == (4, 2)
+    for m, p0 in enumerate(TWO):
+        ref = _python_loop(p0, SGD, 30, lambda t: None)
+        _assert_close(trained, m, ref)
+        expected0 = float(_oracle_loss_jit(p0, X, Y))
+        np.testing.assert_allclose(losses[[0, -1], m], [expected0, float(_oracle_loss_jit(ref, X, Y))], rtol=1e-4)
+    np.testing.assert_allclose(losses[0], [float(LOSS(p, X, Y)) for p in TWO], rtol=1e-5)
+
+
+def test_train_many_equals_a_python_loop_with_adam_and_the_documented_minibatches():
+    key = jax.random.PRNGKey(7)
+    trained, losses = train_many(LOSS, BATCH, X, Y, ADAM, steps=20, batch_size=16, key=key, record_every=10)
+    for m, p0 in enumerate(TWO):  # same_batches=True: both models see the stream drawn from `key`
+        _assert_close(trained, m, _python_loop(p0, ADAM, 20, _documented_rows(key, 20, 10, 16)))
+    trained2, _ = train_many(LOSS, BATCH, X, Y, ADAM, steps=20, batch_size=16, key=key, record_every=10,
+                             same_batches=False)
+    for m, p0 in enumerate(TWO):  # own stream: model m draws from split(key, M)[m]
+        own = jax.random.split(key, 2)[m]
+        _assert_close(trained2, m, _python_loop(p0, ADAM, 20, _documented_rows(own, 20, 10, 16)))
+    assert not np.allclose(np.asarray(trained[0]["W"][1]), np.asarray(trained2[0]["W"][1]))
+    assert np.all(losses[-1] < losses[0])
+
+
+def test_train_many_models_do_not_interact_and_divergence_is_recorded():
+    clip = optax.chain(optax.clip_by_global_norm(0.5), optax.sgd(LR))  # a per-model global norm
+    both, losses = train_many(LOSS, BATCH, X, Y, clip, steps=20, record_every=10)
+    alone, alone_losses = train_many(LOSS, jax.tree.map(lambda a: a[1:], BATCH), X, Y, clip, steps=20,
+                                     record_every=10)
+    np.testing.assert_allclose(np.asarray(both[0]["W"][1]), np.asarray(alone[0]["W"][0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(losses[:, 1], alone_losses[:, 0], rtol=1e-5)
+    lin = mlp_loss_fn("linear")
+    deep = [init_mlp(jax.random.PRNGKey(5), [4, 16, 16, 16, 2], init="gaussian", sigma_w=s) for s in (2.0, 0.5)]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *deep)
+    _, div = train_many(lin, stacked, X, Y, optax.sgd(10.0), steps=40, record_every=40)
+    assert not np.isfinite(div[-1, 0])  # the sigma_w = 2 linear net diverges ...
+    assert np.isfinite(div[-1, 1])  # ... and the other model does not notice
+
+
+def test_evaluate_many_and_the_loss_factories():
+    assert mlp_loss_fn("tanh") is LOSS  # cached: the compilation is reused
+    acc = evaluate_many(mlp_accuracy_fn("tanh"), BATCH, X, Y)
+    assert acc.shape == (2,)
+    assert acc.tolist() == [accuracy(p, X, Y, "tanh") for p in TWO]
+    np.testing.assert_allclose(evaluate_many(LOSS, BATCH, X, Y), [float(cross_entropy(p, X, Y)) for p in TWO],
+                               rtol=1e-5)
+    trained, _ = train_many(LOSS, BATCH, X, Y, SGD, steps=30)  # record_every=None: start and end only
+    assert np.all(evaluate_many(mlp_accuracy_fn("tanh"), trained, X, Y) == 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"loss_fn": "ce"}, TypeError, "loss_fn"),
+        ({"optimizer": 0.1}, TypeError, "optimizer"),
+        ({"params_batch": {}}, TypeError, "no leaves"),
+        ({"params_batch": {"W": jnp.ones((2, 3)), "b": jnp.ones((3, 3))}}, ValueError, "leading model axis"),
+        ({"params_batch": {"W": jnp.ones(())}}, ValueError, "scalar"),
+        ({"params_batch": [{"W": np.ones((2, 8, 4), np.int32), "b": np.ones((2, 8))}]}, TypeError, "floating"),
+        ({"params_batch": jax.tree.map(lambda a: a.at[0].set(jnp.nan), BATCH)}, ValueError, "params_batch"),
+        ({"y": Y[:10]}, ValueError, "rows"),
+        ({"x": "abc"}, TypeError, "x must"),
+        ({"x": np.where(np.arange(4) == 0, np.inf, X)}, ValueError, "x must be finite"),
+        ({"steps": 0}, ValueError, "steps"),
+        ({"steps": 2.5}, TypeError, "steps"),
+        ({"steps": 30, "record_every": 20}, ValueError, "record_every"),
+        ({"batch_size": 65, "key": jax.random.PRNGKey(0)}, ValueError, "batch_size"),
+        ({"batch_size": 16}, ValueError, "key"),
+        ({"batch_size": 16, "key": 3}, TypeError, "key"),
+        ({"same_batches": "yes"}, TypeError, "same_batches"),
+        ({"loss_fn": lambda p, x, y: mlp_forward(p, x)}, ValueError, "scalar"),
+        ({"x": X[:, :3]}, TypeError, "loss_fn"),
+    ],
+)
+def test_train_many_bad_input(kwargs, exc, match):
+    args = {"loss_fn": LOSS, "params_batch": BATCH, "x": X, "y": Y, "optimizer": SGD, "steps": 20}
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        train_many(args.pop("loss_fn"), args.pop("params_batch"), args.pop("x"), args.pop("y"),
+                   args.pop("optimizer"), **args)
+    with pytest.raises(TypeError, match="fn must"):
+        evaluate_many(None, BATCH, X, Y)

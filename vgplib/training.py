@@ -18,7 +18,8 @@ mean softmax cross-entropy ``E = -(1/B) sum_b log softmax(logits_b)[y_b]``. Trai
 from __future__ import annotations
 
 import sys
-from functools import partial
+from collections.abc import Callable
+from functools import cache, partial
 from typing import Any, NamedTuple
 
 import jax
@@ -29,6 +30,7 @@ import optax
 from vgplib._validate import (
     as_array,
     check_finite,
+    check_finite_many,
     check_mlp_params,
     check_positive_int,
 )
@@ -232,3 +234,206 @@ def train_mlp(
     grads = GradientRecord(*[np.stack([np.asarray(getattr(r[3], f)) for r in records]) for f in GradientRecord._fields])
     history = TrainHistory(np.arange(n_chunks + 1) * record_every, loss, acc, change, grads)
     return state[0], history
+
+
+# --------------------------------------------------------------------------------------------
+# Many models at once: seeds, sigma_w values, depths behind a mask — one compiled function.
+# --------------------------------------------------------------------------------------------
+
+
+@cache
+def mlp_loss_fn(activation: str = "tanh", **forward_kwargs: Any) -> Callable[[Any, Array, Array], Array]:
+    """``loss_fn(params, x, y)``: the mean softmax cross-entropy of an MLP classifier, for :func:`train_many`.
+
+    ``E = -(1/B) sum_b log softmax(logits_b)[y_b]`` with ``logits = mlp_forward(params, x, activation,
+    linear_output=True, **forward_kwargs)`` (``forward_kwargs``: further options of
+    :func:`vgplib.mlp_forward`, e.g. ``residual=True``). The function is traceable (usable inside
+    ``jax.jit``/``jax.vmap``) and cached: the same arguments return the same object, so
+    :func:`train_many` reuses its compilation.
+    """
+    act = get_activation(activation)
+
+    def loss_fn(params, x, y):
+        logits = mlp_forward(params, x, act, linear_output=True, **forward_kwargs)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    loss_fn.__name__ = f"mlp_loss_{act.name}"
+    return loss_fn
+
+
+@cache
+def mlp_accuracy_fn(activation: str = "tanh", **forward_kwargs: Any) -> Callable[[Any, Array, Array], Array]:
+    """``accuracy_fn(params, x, y)``: the fraction of rows whose largest logit is at the label ``y``.
+
+    The companion of :func:`mlp_loss_fn` (same forward pass), traceable and cached; use it with
+    :func:`evaluate_many` to score every model of a batch.
+    """
+    act = get_activation(activation)
+
+    def accuracy_fn(params, x, y):
+        logits = mlp_forward(params, x, act, linear_output=True, **forward_kwargs)
+        return jnp.mean(jnp.argmax(logits, axis=-1) == y)
+
+    accuracy_fn.__name__ = f"mlp_accuracy_{act.name}"
+    return accuracy_fn
+
+
+def _check_batch(params_batch: Any) -> int:
+    leaves = jax.tree_util.tree_leaves(params_batch)
+    if not leaves:
+        raise TypeError("params_batch must be a pytree of arrays with a leading model axis; it has no leaves")
+    sizes = set()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params_batch)[0]:
+        shape = getattr(leaf, "shape", None)
+        if shape is None or not jnp.issubdtype(getattr(leaf, "dtype", np.dtype(object)), jnp.floating):
+            raise TypeError(f"params_batch{jax.tree_util.keystr(path)} must be a floating array; got {type(leaf).__name__}")
+        if len(shape) == 0:
+            raise ValueError(f"params_batch{jax.tree_util.keystr(path)} is a scalar: every leaf needs a leading model axis")
+        sizes.add(shape[0])
+    if len(sizes) != 1:
+        raise ValueError(f"params_batch leaves must share one leading model axis; got sizes {sorted(sizes)}")
+    n_models = sizes.pop()
+    if n_models < 1:
+        raise ValueError("params_batch has an empty model axis (0 models)")
+    return int(n_models)
+
+
+def _check_xy(x: Any, y: Any) -> tuple[Array, Array]:
+    for name, v in (("x", x), ("y", y)):
+        if isinstance(v, (str, bytes, dict)) or v is None:
+            raise TypeError(f"{name} must be an array; got {type(v).__name__}")
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if x.ndim < 1 or y.ndim < 1:
+        raise ValueError(f"x and y need a leading example axis; got shapes {x.shape} and {y.shape}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    if x.shape[0] == 0:
+        raise ValueError("x and y must not be empty")
+    check_finite_many(("x", x), ("y", y))
+    return x, y
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "optimizer", "full_batch", "same_batches"))
+def _train_many(params_batch, x, y, idx, loss_fn, optimizer, full_batch, same_batches):
+    """Every model: record the full-set loss, ``record_every`` steps in ``lax.scan``, repeat; then record."""
+
+    def one_model(params, idx_m):
+        def step(carry, rows):
+            p, o = carry
+            xb, yb = (x, y) if full_batch else (x[rows], y[rows])
+            g = jax.grad(loss_fn)(p, xb, yb)
+            updates, o = optimizer.update(g, o, p)
+            return (optax.apply_updates(p, updates), o), None
+
+        def chunk(carry, idx_c):
+            loss = loss_fn(carry[0], x, y)
+            return jax.lax.scan(step, carry, idx_c)[0], loss
+
+        (p, _), losses = jax.lax.scan(chunk, (params, optimizer.init(params)), idx_m)
+        return p, jnp.concatenate([losses, loss_fn(p, x, y)[None]])
+
+    params_out, losses = jax.vmap(one_model, in_axes=(0, None if same_batches else 0))(params_batch, idx)
+    return params_out, losses.T
+
+
+def train_many(
+    loss_fn: Callable[[Any, Array, Array], Array],
+    params_batch: Any,
+    x: Any,
+    y: Any,
+    optimizer: optax.GradientTransformation,
+    *,
+    steps: int,
+    batch_size: int | None = None,
+    key: Array | None = None,
+    record_every: int | None = None,
+    same_batches: bool = True,
+) -> tuple[Any, np.ndarray]:
+    """Train a batch of models in ONE compiled function: ``jax.vmap`` over models, ``lax.scan`` over steps.
+
+    ``params_batch`` is any pytree whose leaves carry a leading model axis of size ``M`` (seeds:
+    ``jax.vmap(lambda k: init_mlp(k, widths))(keys)``; or one network per ``sigma_w``; or
+    ``jax.tree.map(lambda *l: jnp.stack(l), *list_of_params)``). Every model ``m`` runs
+    ``steps`` steps of ``optimizer`` (any ``optax.GradientTransformation``, its state per model, so
+    e.g. ``clip_by_global_norm`` clips each model by its own norm) on ``loss_fn(params, x_b, y_b)``,
+    a traceable scalar function of one model (:func:`mlp_loss_fn` for an MLP classifier, or the
+    chapter's own network)::
+
+        theta_m <- theta_m + optimizer.update(grad loss_fn(theta_m, x[rows_t], y[rows_t]))
+
+    Minibatches: ``rows_t`` are ``batch_size`` row indices drawn uniformly with replacement. The
+    steps run in chunks of ``k = record_every``; chunk ``i`` draws its ``(k, batch_size)`` indices as
+    ``jax.random.randint(jax.random.split(key_m, steps // k)[i], (k, batch_size), 0, n)``, where
+    ``key_m = key`` for every model with ``same_batches=True`` (the default: all models see the SAME
+    minibatch sequence, so models differ only by their parameters — a paired comparison) and
+    ``key_m = jax.random.split(key, M)[m]`` with ``same_batches=False`` (each model its own stream).
+    ``batch_size=None`` trains full-batch (deterministic; ``key`` not needed).
+
+    Returns ``(params_batch, losses)``: the trained parameters (same pytree, leading axis ``M``) and
+    ``losses`` of shape ``(steps // record_every + 1, M)``, ``loss_fn`` on the WHOLE ``(x, y)`` at
+    steps ``0, k, 2k, ..., steps`` (``record_every=None`` records only the start and the end). A
+    diverging model is recorded, never raised: its losses become ``inf``/``NaN`` and the other models
+    are unaffected. Reusing the same ``loss_fn`` and ``optimizer`` objects and shapes reuses the
+    compilation.
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable loss_fn(params, x, y) -> scalar; got {type(loss_fn).__name__}")
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation; got {type(optimizer).__name__}")
+    n_models = _check_batch(params_batch)
+    x, y = _check_xy(x, y)
+    steps = check_positive_int("steps", steps)
+    record_every = steps if record_every is None else check_positive_int("record_every", record_every)
+    if steps % record_every:
+        raise ValueError(f"steps ({steps}) must be a multiple of record_every ({record_every})")
+    if not isinstance(same_batches, bool):
+        raise TypeError(f"same_batches must be a bool; got {type(same_batches).__name__}")
+    n = x.shape[0]
+    full_batch = batch_size is None
+    if not full_batch:
+        batch_size = check_positive_int("batch_size", batch_size)
+        if batch_size > n:
+            raise ValueError(f"batch_size ({batch_size}) must not exceed the number of rows of x ({n})")
+        if key is None:
+            raise ValueError("key is required with batch_size (minibatch sampling); pass batch_size=None for full batch")
+    if key is not None and not (isinstance(key, jax.Array) and key.shape in ((2,), ())):
+        raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey or jax.random.key); got {key!r}")
+    check_finite_many(("params_batch", params_batch))
+    first = jax.tree_util.tree_map(lambda leaf: leaf[0], params_batch)
+    rows = n if full_batch else batch_size
+    try:
+        out = jax.eval_shape(loss_fn, first, x[:rows], y[:rows])
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"loss_fn(params, x, y) failed on one model of params_batch: {err}") from err
+    if getattr(out, "shape", None) != () or not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"loss_fn must return a floating scalar; got {out}")
+    n_chunks = steps // record_every
+    if full_batch:
+        idx = jnp.zeros((n_chunks, record_every, 0), jnp.int32)  # the scans only need lengths
+    else:
+        def draw(k):
+            chunk_keys = jax.random.split(k, n_chunks)
+            return jax.vmap(lambda ck: jax.random.randint(ck, (record_every, batch_size), 0, n))(chunk_keys)
+
+        idx = draw(key) if same_batches else jax.vmap(draw)(jax.random.split(key, n_models))
+    if full_batch and not same_batches:
+        idx = jnp.broadcast_to(idx, (n_models, *idx.shape))
+    params_out, losses = _train_many(params_batch, x, y, idx, loss_fn, optimizer, full_batch, same_batches)
+    return params_out, np.asarray(losses)
+
+
+def evaluate_many(fn: Callable[[Any, Array, Array], Array], params_batch: Any, x: Any, y: Any) -> np.ndarray:
+    """``fn(params_m, x, y)`` for every model ``m`` of ``params_batch`` (vmapped, jitted), shape ``(M,)``.
+
+    E.g. ``evaluate_many(mlp_accuracy_fn("tanh"), trained, x_test, y_test)`` after :func:`train_many`.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable fn(params, x, y) -> scalar; got {type(fn).__name__}")
+    _check_batch(params_batch)
+    x, y = _check_xy(x, y)
+    return np.asarray(_evaluate_many(params_batch, x, y, fn))
+
+
+@partial(jax.jit, static_argnames=("fn",))
+def _evaluate_many(params_batch, x, y, fn):
+    return jax.vmap(fn, in_axes=(0, None, None))(params_batch, x, y)
