@@ -12,6 +12,7 @@ and ``from vgplib.panels import ch02`` work as before without costing a library 
 import importlib as _importlib
 
 from vgplib.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation, get_activation
+from vgplib.clipping import fan_in_adaptive_clip, tree_angle
 from vgplib.data import (
     ADDING_BASELINE_MSE,
     Digits,
@@ -191,6 +192,7 @@ __all__ = [
     "deltas_to_param_grads",
     "dense",
     "depth_scale",
+    "fan_in_adaptive_clip",
     "first_layers_log_singular_values",
     "evaluate_many",
     "gaussian_expectation",
@@ -235,6 +237,7 @@ __all__ = [
     "train_adding",
     "train_many",
     "train_mlp",
+    "tree_angle",
     "tree_norm",
     "typical_growth",
     "unroll",
