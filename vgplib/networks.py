@@ -75,19 +75,35 @@ def mlp_forward(
     residual: bool = False,
     linear_output: bool = False,
     return_all: bool = False,
+    norm: str | None = None,
+    eps: float = 1e-5,
 ) -> Array | Trace:
     """Run the MLP ``h_l = phi(W_l h_{l-1} + b_l)``, ``h_0 = x``, on ``x`` of shape ``(n_0,)`` or ``(B, n_0)``.
 
     ``linear_output=True`` leaves the last layer without ``phi`` (logits for a classifier).
     With ``return_all=True`` returns a :class:`Trace` of every pre-activation and activation.
+    ``norm="batch"`` or ``"layer"`` normalizes every hidden pre-activation, ``h_l = phi(N(a_l))``
+    (BatchNorm over the batch axis, Ioffe & Szegedy 2015; LayerNorm over the units, Ba et al. 2016;
+    variance ``+ eps``, default 1e-5; no learned scale/shift unless a layer holds ``"gamma"``/``"beta"``;
+    see :mod:`vgplib.normalization`); a ``linear_output`` layer is not normalized; ``Trace.pre``
+    keeps the un-normalized ``a_l``. ``norm="batch"`` needs a batch ``(B, n_0)``, ``B >= 2``.
     """
     act = get_activation(activation)
     x = check_mlp_input(params, x, residual)
+    if norm is not None or eps != 1e-5:
+        from vgplib.normalization import _check_batch_axis, check_norm, norm_layer
+
+        eps = check_norm(norm, eps)
+        _check_batch_axis(norm, x)
     pre, post = [], [x]
     for i, layer in enumerate(params):
         if linear_output and i == len(params) - 1:
             h = dense(layer, x)
             x = h
+        elif norm is not None:
+            h = dense(layer, x)
+            out = norm_layer(layer, x, act, norm, eps)
+            x = x + out if residual else out
         else:
             h, x = _layer(layer, x, act, residual)
         pre.append(h)
