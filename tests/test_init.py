@@ -21,7 +21,8 @@ EXPECTED_VAR = {
     "he": 2.0 / FAN_IN,
     "balanced": 1.5**2 * 2.0 / (FAN_IN + FAN_OUT),
     "orthogonal": 1.5**2 / FAN_IN,  # rows orthonormal (fan_out < fan_in): each row has norm 1.5
-    "negative_mean": 1.0 / (3 * FAN_IN),
+    "negative_mean": 0.1**2,
+    "lecun": 1.5**2 / FAN_IN,
 }
 
 
@@ -34,8 +35,51 @@ def test_variance_matches_formula(init):
     # The sample variance of n = 120,000 entries has relative standard error about sqrt(2/n) ~ 0.004
     # (Gaussian; smaller for uniform); 5 standard errors is 0.02.
     assert W.var() == pytest.approx(EXPECTED_VAR[init], rel=0.02)
-    expected_mean = -1.0 / FAN_IN if init == "negative_mean" else 0.0
+    expected_mean = -8.0 / FAN_IN if init == "negative_mean" else 0.0
     assert abs(W.mean() - expected_mean) < 5 * math.sqrt(EXPECTED_VAR[init] / n)
+    assert vgplib.init_variance(init, FAN_IN, FAN_OUT, sigma_w=1.5) == pytest.approx(EXPECTED_VAR[init], rel=1e-12)
+
+
+def test_negative_mean_formula_and_cap():
+    """mu = max(-1, -8/fan_in): -8/64 for a 64-unit layer, capped at -1 below 8 inputs; sd 0.1."""
+    assert vgplib.negative_mean_value(64) == -0.125
+    assert vgplib.negative_mean_value(4) == -1.0 and vgplib.negative_mean_value(8) == -1.0
+    assert vgplib.negative_mean_value(64, mean_scale=4.0) == -0.0625
+    W = np.asarray(vgplib.init_layer(KEY, 4, 20000, "negative_mean")["W"], np.float64)
+    assert W.mean() == pytest.approx(-1.0, abs=5 * 0.1 / math.sqrt(W.size))
+    assert W.std() == pytest.approx(0.1, rel=0.02)
+
+
+def test_forward_and_backward_variance_ratios_on_unequal_widths():
+    """fan_in Var(W) and fan_out Var(W): Glorot splits the difference, He/LeCun keep the forward one."""
+    n_in, n_out = 100, 400
+    ratios = {name: (n_in * vgplib.init_variance(name, n_in, n_out), n_out * vgplib.init_variance(name, n_in, n_out))
+              for name in ("lecun", "he", "glorot_normal")}
+    assert ratios["lecun"] == pytest.approx((1.0, 4.0))
+    assert ratios["he"] == pytest.approx((2.0, 8.0))
+    assert ratios["glorot_normal"] == pytest.approx((0.4, 1.6))  # 2 n_in/(n_in+n_out), 2 n_out/(n_in+n_out)
+    # measured on a linear layer: forward Var(a) / Var(x) and backward Var(W^T d) / Var(d)
+    W = vgplib.init_layer(KEY, n_in, n_out, "glorot_normal")["W"]
+    x = jax.random.normal(jax.random.PRNGKey(1), (2000, n_in))
+    d = jax.random.normal(jax.random.PRNGKey(2), (2000, n_out))
+    assert float(jnp.var(x @ W.T)) == pytest.approx(0.4, rel=0.05)
+    assert float(jnp.var(d @ W)) == pytest.approx(1.6, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "fn, kwargs, exc, match",
+    [
+        ("init_variance", {"init": "xavier", "fan_in": 3, "fan_out": 4}, ValueError, "init"),
+        ("init_variance", {"init": "he", "fan_in": 0, "fan_out": 4}, ValueError, "fan_in"),
+        ("init_variance", {"init": "he", "fan_in": 3, "fan_out": 4.0}, TypeError, "fan_out"),
+        ("init_variance", {"init": "gaussian", "fan_in": 3, "fan_out": 4, "sigma_w": -1.0}, ValueError, "sigma_w"),
+        ("negative_mean_value", {"fan_in": -3}, ValueError, "fan_in"),
+        ("negative_mean_value", {"fan_in": 3, "mean_scale": float("inf")}, ValueError, "mean_scale"),
+    ],
+)
+def test_variance_helpers_bad_input(fn, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        getattr(vgplib, fn)(**kwargs)
 
 
 def test_uniform_bounds():

@@ -30,8 +30,22 @@ from vgplib.gradients import (
     layer_norms,
     tree_norm,
 )
-from vgplib.highway import HighwayJacobianParts, HighwayTrace, highway_forward, highway_jacobians, init_highway
-from vgplib.init import INIT_NAMES, init_layer, init_mlp
+from vgplib.highway import (
+    HighwayJacobianParts,
+    HighwayTrace,
+    highway_forward,
+    highway_jacobians,
+    init_highway,
+)
+from vgplib.init import (
+    INIT_NAMES,
+    NEGATIVE_MEAN_SCALE,
+    NEGATIVE_MEAN_STD,
+    init_layer,
+    init_mlp,
+    init_variance,
+    negative_mean_value,
+)
 from vgplib.jacobians import (
     LogNorms,
     backward_products,
@@ -146,6 +160,8 @@ __all__ = [
     "GRU_GATES",
     "INIT_NAMES",
     "LSTM_GATES",
+    "NEGATIVE_MEAN_SCALE",
+    "NEGATIVE_MEAN_STD",
     "NORM_NAMES",
     "RECURRENT_INIT_NAMES",
     "Activation",
@@ -192,9 +208,9 @@ __all__ = [
     "deltas_to_param_grads",
     "dense",
     "depth_scale",
+    "evaluate_many",
     "fan_in_adaptive_clip",
     "first_layers_log_singular_values",
-    "evaluate_many",
     "gaussian_expectation",
     "gaussian_lyapunov_exponents",
     "get_activation",
@@ -207,6 +223,7 @@ __all__ = [
     "init_lstm",
     "init_mlp",
     "init_rnn",
+    "init_variance",
     "layer_gradient_norms",
     "layer_jacobians",
     "layer_norms",
@@ -223,6 +240,7 @@ __all__ = [
     "mlp_forward",
     "mlp_loss_fn",
     "monitor_step",
+    "negative_mean_value",
     "normalize",
     "normalized_gradient_growth",
     "pairwise_log_norms",

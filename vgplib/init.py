@@ -47,7 +47,7 @@ def init_layer(
     init: str = "gaussian",
     sigma_w: float = 1.0,
     sigma_b: float = 0.0,
-    mean_scale: float = 1.0,
+    mean_scale: float = 8.0,
     dtype=jnp.float32,
 ) -> Layer:
     """Initialize one dense layer ``h = W x + b`` with ``W`` of shape ``(fan_out, fan_in)``.
@@ -66,11 +66,18 @@ def init_layer(
       between preserving forward and backward variance, equal to Glorot's for ``sigma_w = 1``.
     - ``orthogonal``: ``W = sigma_w Q`` with ``Q`` Haar-orthogonal (Saxe, McClelland & Ganguli
       2014); all singular values equal ``sigma_w`` (dynamical isometry for linear nets).
-    - ``negative_mean``: ``W ~ U[-1/sqrt(fan_in), 1/sqrt(fan_in)] - mean_scale / fan_in``, the
-      idea of Yilmaz & Poli (2022) for logistic-sigmoid MLPs: a negative weight mean, inversely
-      proportional to the number of units, offsets the positive mean (about 1/2) of sigmoid
-      outputs. The paper's recommended constant could not be checked here; ``mean_scale`` is
-      exposed so that a chapter can sweep it.
+    - ``lecun``: ``W ~ N(0, sigma_w^2 / fan_in)`` with ``sigma_w = 1`` by default: LeCun et al.'s
+      (1998, *Efficient BackProp*, section 4.6) "standard deviation fan_in^(-1/2)", which keeps the
+      forward variance for a unit-slope activation; ``sigma_w`` rescales it as for ``gaussian``.
+    - ``negative_mean``: ``W ~ N(mu, 0.1^2)``, ``mu = max(-1, -mean_scale / fan_in)`` with
+      ``mean_scale = 8`` by default (:data:`NEGATIVE_MEAN_SCALE`, :data:`NEGATIVE_MEAN_STD`), the
+      negative-mean initialization for deep logistic-sigmoid MLPs of Yilmaz & Poli (2022). What we
+      could check in the paper's stored text is its abstract: "initial back-propagation gradients do
+      not vanish if the mean of the initial weights is negative and inversely proportional to the
+      number of neurons in a layer". The constants (-8/N capped at -1, standard deviation 0.1) are
+      those of public implementations that cite the paper; we could not read them in its text.
+      A unit's pre-activation sums ``fan_in`` sigmoid outputs of mean about 1/2, so the mean weight
+      ``mu`` shifts it by about ``fan_in * mu / 2 = -4``; ``sigma_w`` is not used.
 
     Biases are ``N(0, sigma_b^2)`` for every init (zero by default).
     """
@@ -97,8 +104,10 @@ def init_layer(
         W = sigma_w * math.sqrt(2.0 / (fan_in + fan_out)) * jax.random.normal(key_w, shape, dtype)
     elif init == "orthogonal":
         W = sigma_w * _orthogonal(key_w, fan_in, fan_out, dtype)
+    elif init == "lecun":
+        W = sigma_w / math.sqrt(fan_in) * jax.random.normal(key_w, shape, dtype)
     else:  # negative_mean
-        W = _uniform(key_w, shape, 1.0 / math.sqrt(fan_in), dtype) - mean_scale / fan_in
+        W = negative_mean_value(fan_in, mean_scale) + NEGATIVE_MEAN_STD * jax.random.normal(key_w, shape, dtype)
     b = sigma_b * jax.random.normal(key_b, (fan_out,), dtype)
     return {"W": W, "b": b}
 
@@ -112,7 +121,45 @@ INIT_NAMES: tuple[str, ...] = (
     "balanced",
     "orthogonal",
     "negative_mean",
+    "lecun",
 )
+
+#: The negative-mean init's constants: ``mu = max(-1, -NEGATIVE_MEAN_SCALE / fan_in)``, sd 0.1.
+NEGATIVE_MEAN_SCALE = 8.0
+NEGATIVE_MEAN_STD = 0.1
+
+
+def negative_mean_value(fan_in: int, mean_scale: float = NEGATIVE_MEAN_SCALE) -> float:
+    """The weight mean of the ``negative_mean`` init: ``mu = max(-1, -mean_scale / fan_in)``."""
+    fan_in = check_positive_int("fan_in", fan_in)
+    mean_scale = check_positive("mean_scale", mean_scale, allow_zero=True)
+    return max(-1.0, -mean_scale / fan_in)
+
+
+def init_variance(init: str, fan_in: int, fan_out: int, sigma_w: float = 1.0) -> float:
+    """``Var(W_ij)`` of an initializer (its formula, not a sample): e.g. ``2 / (fan_in + fan_out)`` for Glorot.
+
+    With it, a linear(ized) layer multiplies the forward variance by ``fan_in Var(W)`` and the
+    backward variance by ``fan_out Var(W)`` (Glorot & Bengio 2010, eqs. 10-11 in our notation
+    ``a_l = W_l h_{l-1}``); the two are equal only when ``fan_in = fan_out``. ``orthogonal`` gives
+    ``sigma_w^2 / max(fan_in, fan_out)`` (the orthonormal rows or columns spread their unit norm
+    over the longer side); ``negative_mean`` its ``0.1^2`` about the mean.
+    """
+    fan_in = check_positive_int("fan_in", fan_in)
+    fan_out = check_positive_int("fan_out", fan_out)
+    check_name("init", init, INIT_NAMES)
+    sigma_w = check_positive("sigma_w", sigma_w)
+    return {
+        "gaussian": sigma_w**2 / fan_in,
+        "lecun": sigma_w**2 / fan_in,
+        "standard": 1.0 / (3.0 * fan_in),
+        "glorot_uniform": 2.0 / (fan_in + fan_out),
+        "glorot_normal": 2.0 / (fan_in + fan_out),
+        "he": 2.0 / fan_in,
+        "balanced": sigma_w**2 * 2.0 / (fan_in + fan_out),
+        "orthogonal": sigma_w**2 / max(fan_in, fan_out),
+        "negative_mean": NEGATIVE_MEAN_STD**2,
+    }[init]
 
 
 def init_mlp(
@@ -121,7 +168,7 @@ def init_mlp(
     init: str = "gaussian",
     sigma_w: float = 1.0,
     sigma_b: float = 0.0,
-    mean_scale: float = 1.0,
+    mean_scale: float = 8.0,
     dtype=jnp.float32,
 ) -> list[Layer]:
     """Initialize an MLP with layer widths ``widths = [n_0, n_1, ..., n_L]`` (L layers).
