@@ -317,3 +317,68 @@ def test_renormalized_step_sweep_matches_direct_products_and_masks_layers():
         U3, S3 = renormalized_step(U, jnp.zeros(2), image)
         assert float(S3[0]) == pytest.approx(np.log(3.0)) and float(S3[1]) == -np.inf
         assert np.all(np.asarray(U3[1]) == 0) and not np.any(np.isnan(np.asarray(U3)))
+
+
+# ------------------------------------------------------------------ residual branch scale (chapter 9)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.25, -0.5])
+def test_residual_scale_jacobians_equal_closed_form_and_jacrev(alpha):
+    params = _net([8] * 6, sigma_w=1.0)
+    x = jax.random.normal(KEY, (8,))
+    J = vgplib.layer_jacobians(params, x, "tanh", residual=True, residual_scale=alpha)
+    tr = vgplib.mlp_forward(params, x, "tanh", residual=True, residual_scale=alpha, return_all=True)
+    for l, layer in enumerate(params):  # J_l = I + alpha diag(phi'(a_l)) W_l
+        closed = jnp.eye(8) + alpha * (1 - jnp.tanh(tr.pre[l]) ** 2)[:, None] * layer["W"]
+        np.testing.assert_allclose(J[l], closed, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(tr.post[l + 1], tr.post[l] + alpha * jnp.tanh(tr.pre[l]), rtol=1e-6, atol=1e-6)
+    full = jax.jacrev(lambda v: vgplib.mlp_forward(params, v, "tanh", residual=True, residual_scale=alpha))(x)
+    np.testing.assert_allclose(vgplib.backward_products(J)[0], full, rtol=1e-5, atol=1e-5)
+
+
+def test_residual_scale_one_is_the_plain_residual_and_traces_without_recompiling():
+    params = _net([6] * 4, sigma_w=1.0)
+    x = jnp.linspace(-1.0, 1.0, 6)
+    np.testing.assert_array_equal(vgplib.layer_jacobians(params, x, residual=True, residual_scale=1.0),
+                                  vgplib.layer_jacobians(params, x, residual=True))
+    np.testing.assert_array_equal(vgplib.mlp_forward(params, x, residual=True, residual_scale=1),
+                                  vgplib.mlp_forward(params, x, residual=True))
+    fn = jax.jit(lambda a: vgplib.layer_jacobians(params, x, "tanh", residual=True, residual_scale=a))
+    for a in (0.1, 0.7):
+        np.testing.assert_allclose(fn(a), vgplib.layer_jacobians(params, x, residual=True, residual_scale=a),
+                                   rtol=1e-6, atol=1e-7)
+    assert fn._cache_size() == 1
+
+
+def test_first_layers_log_singular_values_match_the_sweep_and_mask_layers():
+    params = _net([7] * 13, sigma_w=1.2)
+    J = vgplib.layer_jacobians(params, jax.random.normal(KEY, (7,)), "tanh")
+    np.testing.assert_allclose(vgplib.first_layers_log_singular_values(J), vgplib.log_singular_values(J)[0],
+                               rtol=1e-5, atol=1e-5)
+    fn = jax.jit(vgplib.first_layers_log_singular_values)
+    for depth in (1, 5, 12):
+        direct = np.linalg.svd(np.asarray(vgplib.backward_products(J[:depth])[0], np.float64), compute_uv=False)
+        ref = vgplib.first_layers_log_singular_values(J[:depth])
+        np.testing.assert_allclose(vgplib.first_layers_log_singular_values(J, depth), ref, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(fn(J, jnp.int32(depth)), ref, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(np.exp(ref[:3]), direct[:3], rtol=1e-4)
+    assert fn._cache_size() == 1
+    batched = vgplib.first_layers_log_singular_values(jnp.stack([J, J]), 4)
+    assert batched.shape == (2, 7)
+    with pytest.raises(ValueError, match="depth must be between 1"):
+        vgplib.first_layers_log_singular_values(J, 13)
+    with pytest.raises(TypeError, match="depth must be an integer"):
+        vgplib.first_layers_log_singular_values(J, 2.5)
+
+
+def test_residual_scale_bad_input():
+    params = _net([4] * 3)
+    x = jnp.ones(4)
+    with pytest.raises(ValueError, match="residual_scale applies only with residual=True"):
+        vgplib.layer_jacobians(params, x, residual_scale=0.5)
+    with pytest.raises(ValueError, match="residual_scale must be finite"):
+        vgplib.mlp_forward(params, x, residual=True, residual_scale=float("nan"))
+    with pytest.raises(TypeError, match="residual_scale must be a real number"):
+        vgplib.layer_jacobians(params, x, residual=True, residual_scale="1/L")
+    with pytest.raises(ValueError, match="residual_scale must be a scalar"):
+        vgplib.mlp_forward(params, x, residual=True, residual_scale=np.ones(2))

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from vgplib._validate import check_finite, check_finite_many
 from vgplib.activations import Activation, get_activation
-from vgplib.networks import check_mlp_shapes, dense, stack_layers
+from vgplib.networks import check_mlp_shapes, check_residual_scale, dense, stack_layers
 
 Array = jax.Array
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -41,34 +41,39 @@ def _mm(a: Array, b: Array) -> Array:
 # --------------------------------------------------------------------------- layer Jacobians
 
 
-def _one_layer(layer, x: Array, act: Activation, residual: bool) -> Array:
+def _one_layer(layer, x: Array, act: Activation, residual: bool, residual_scale=1.0) -> Array:
     out = act.fn(dense(layer, x))
-    return x + out if residual else out
+    return x + residual_scale * out if residual else out
 
 
 @partial(jax.jit, static_argnames=("act", "residual"))
-def _stacked_jacobians(stacked, x: Array, act: Activation, residual: bool) -> tuple[Array, Array]:
+def _stacked_jacobians(stacked, x: Array, act: Activation, residual: bool,
+                       residual_scale=1.0) -> tuple[Array, Array]:
     """Scan over equal-shape layers; ``jax.jacfwd`` of each layer map at its own input."""
 
     def step(x_prev, layer):
-        J = jax.jacfwd(_one_layer, argnums=1)(layer, x_prev, act, residual)
-        return _one_layer(layer, x_prev, act, residual), J
+        J = jax.jacfwd(_one_layer, argnums=1)(layer, x_prev, act, residual, residual_scale)
+        return _one_layer(layer, x_prev, act, residual, residual_scale), J
 
     x_L, Js = jax.lax.scan(step, x, stacked)
     return Js, x_L
 
 
-def layer_jacobians(params, x, activation: str | Activation = "tanh", residual: bool = False):
+def layer_jacobians(params, x, activation: str | Activation = "tanh", residual: bool = False,
+                    residual_scale: float = 1.0):
     """Exact per-layer Jacobians ``J_l = d h_l / d h_{l-1}``, ``l = 1..L``, by autodiff.
 
     For ``h_l = phi(a_l)``, ``a_l = W_l h_{l-1} + b_l``, this equals ``diag(phi'(a_l)) W_l``; with
-    ``residual=True`` it is ``I + diag(phi'(a_l)) W_l``. ``params`` is a list of
-    ``{"W", "b"}`` layers or a stacked ``{"W": (L, n, n), "b": (L, n)}`` dict.
+    ``residual=True`` (``h_l = h_{l-1} + alpha phi(a_l)``, He et al. 2016, ``alpha = residual_scale``)
+    it is ``I + alpha diag(phi'(a_l)) W_l``. ``params`` is a list of
+    ``{"W", "b"}`` layers or a stacked ``{"W": (L, n, n), "b": (L, n)}`` dict. ``residual_scale``
+    may be a traced scalar inside ``jax.jit`` (one compilation for every ``alpha``).
 
     Returns ``(L, n, n)`` (or ``(B, L, n, n)`` for a batch ``x`` of shape ``(B, n_0)``) when all
     layers are square of one width, else a list of L arrays ``(n_l, n_{l-1})`` (``(B, ...)``).
     """
     act = get_activation(activation)
+    residual_scale = check_residual_scale(residual_scale, residual)
     if isinstance(params, dict):
         stacked = params
         W, b = jnp.asarray(stacked.get("W")), jnp.asarray(stacked.get("b"))
@@ -89,15 +94,16 @@ def layer_jacobians(params, x, activation: str | Activation = "tanh", residual: 
             stacked = None
             check_finite_many(("params", params), ("x", x))
     if stacked is not None:
-        fn = lambda xi: _stacked_jacobians(stacked, xi, act, residual)[0]
+        fn = lambda xi: _stacked_jacobians(stacked, xi, act, residual, residual_scale)[0]
         return fn(x) if x.ndim == 1 else jax.vmap(fn)(x)
     # Unequal widths: one autodiff Jacobian per layer, in a Python loop.
     jac = jax.jacfwd(_one_layer, argnums=1)
-    batched_jac = jax.vmap(jac, in_axes=(None, 0, None, None))
+    batched_jac = jax.vmap(jac, in_axes=(None, 0, None, None, None))
     Js = []
     for layer in params:
-        Js.append(jac(layer, x, act, residual) if x.ndim == 1 else batched_jac(layer, x, act, residual))
-        x = _one_layer(layer, x, act, residual)
+        args = (layer, x, act, residual, residual_scale)
+        Js.append(jac(*args) if x.ndim == 1 else batched_jac(*args))
+        x = _one_layer(*args)
     return Js
 
 
@@ -317,6 +323,51 @@ def log_singular_values(jacobians) -> Array:
     J = _check_stacked(jacobians)
     s, sv = _batched(_log_sweep, J)
     return s[..., None] + jnp.log(sv)
+
+
+@jax.jit
+def _first_layers_log_sv(J: Array, depth: Array) -> Array:
+    n = J.shape[-1]
+    layers = jnp.arange(1, J.shape[0] + 1)
+    M0 = jnp.eye(n, dtype=J.dtype) / jnp.sqrt(jnp.asarray(n, J.dtype))
+    s0 = 0.5 * jnp.log(jnp.asarray(n, J.dtype))
+
+    def step(carry, inputs):
+        M, s, comp = carry
+        J_l, l = inputs
+        A = _mm(M, J_l)
+        scale = jnp.linalg.norm(A)
+        M_next = jnp.where(scale > 0, A / jnp.where(scale > 0, scale, 1), 0)
+        s_next, comp_next = _kahan_add(s, comp, jnp.log(scale))
+        keep = l <= depth  # layers above `depth` are left out of the product
+        return (jnp.where(keep, M_next, M), jnp.where(keep, s_next, s), jnp.where(keep, comp_next, comp)), None
+
+    (M, s, _), _ = jax.lax.scan(step, (M0, s0, jnp.zeros_like(s0)), (J, layers), reverse=True)
+    return s + jnp.log(jnp.linalg.svd(M, compute_uv=False))
+
+
+def first_layers_log_singular_values(jacobians, depth=None) -> Array:
+    """Natural-log singular values (descending) of ``J_depth ... J_1``: the input-output Jacobian
+    ``d h_depth / d h_0`` of the network made of the first ``depth`` layers. ``(n,)`` (``(B, n)``).
+
+    The same renormalized sweep as :func:`log_singular_values` (``P = exp(s) M``, ``||M||_F = 1``,
+    exact log-scale at any depth), without a decomposition per layer: one SVD at the end. Layers
+    above ``depth`` are masked, so inside ``jax.jit`` a traced ``depth`` serves every depth with one
+    compilation (a live panel's depth slider). ``depth=None`` takes all L layers, and then this
+    equals ``log_singular_values(jacobians)[0]``. Singular values below ``eps * sigma_max`` are at
+    the rounding floor of ``M`` (see :func:`log_singular_values`).
+    """
+    J = _check_stacked(jacobians)
+    L = J.shape[-3]
+    if depth is None:
+        depth = L
+    elif not isinstance(depth, jax.core.Tracer):
+        integer = jnp.ndim(depth) == 0 and jnp.issubdtype(jnp.result_type(depth), jnp.integer)
+        if isinstance(depth, bool) or not integer:
+            raise TypeError(f"depth must be an integer; got {depth!r}")
+        if not 1 <= int(depth) <= L:
+            raise ValueError(f"depth must be between 1 and the number of layers {L}; got {int(depth)}")
+    return _batched(_first_layers_log_sv, J, jnp.asarray(depth, jnp.int32))
 
 
 def log_norms(jacobians) -> LogNorms:

@@ -2,7 +2,8 @@
 
 Convention (used throughout the book, DESIGN.md 2b): ``a_l = W_l h_{l-1} + b_l`` (pre-activation) and
 ``h_l = phi(a_l)`` (activation) for ``l = 1..L``, with ``h_0 = x``; with ``residual=True``,
-``h_l = h_{l-1} + phi(a_l)`` (He et al. 2016), which needs equal widths.
+``h_l = h_{l-1} + alpha * phi(a_l)`` (He et al. 2016; ``alpha = residual_scale``, 1 by default),
+which needs equal widths.
 """
 
 from __future__ import annotations
@@ -62,10 +63,35 @@ def dense(layer, x: Array) -> Array:
     return jnp.matmul(x, layer["W"].T, precision=HIGHEST) + layer["b"]
 
 
-def _layer(layer, x: Array, act: Activation, residual: bool) -> tuple[Array, Array]:
+def check_residual_scale(residual_scale, residual: bool):
+    """Validate the branch scale ``alpha`` of ``h_l = h_{l-1} + alpha * phi(a_l)``; return it.
+
+    A finite real number (a Python float), or a traced scalar inside ``jax.jit`` (so one compiled
+    function serves every ``alpha``). Any value other than 1 needs ``residual=True``.
+    """
+    if isinstance(residual_scale, jax.core.Tracer):
+        if jnp.ndim(residual_scale) != 0:
+            raise ValueError(f"residual_scale must be a scalar; got shape {jnp.shape(residual_scale)}")
+        if not residual:
+            raise ValueError("residual_scale applies only with residual=True")
+        return residual_scale
+    if isinstance(residual_scale, bool) or not isinstance(
+            residual_scale, (int, float, np.integer, np.floating, np.ndarray, jax.Array)):
+        raise TypeError(f"residual_scale must be a real number; got {type(residual_scale).__name__}")
+    if np.ndim(residual_scale) != 0:
+        raise ValueError(f"residual_scale must be a scalar; got shape {np.shape(residual_scale)}")
+    value = float(residual_scale)
+    if not np.isfinite(value):
+        raise ValueError(f"residual_scale must be finite; got {value}")
+    if value != 1.0 and not residual:
+        raise ValueError("residual_scale applies only with residual=True")
+    return value
+
+
+def _layer(layer, x: Array, act: Activation, residual: bool, residual_scale=1.0) -> tuple[Array, Array]:
     h = dense(layer, x)
     out = act.fn(h)
-    return h, (x + out if residual else out)
+    return h, (x + residual_scale * out if residual else out)
 
 
 def mlp_forward(
@@ -75,6 +101,7 @@ def mlp_forward(
     residual: bool = False,
     linear_output: bool = False,
     return_all: bool = False,
+    residual_scale: float = 1.0,
     norm: str | None = None,
     eps: float = 1e-5,
 ) -> Array | Trace:
@@ -82,6 +109,9 @@ def mlp_forward(
 
     ``linear_output=True`` leaves the last layer without ``phi`` (logits for a classifier).
     With ``return_all=True`` returns a :class:`Trace` of every pre-activation and activation.
+    ``residual=True`` adds the identity path, ``h_l = h_{l-1} + alpha * phi(a_l)`` with
+    ``alpha = residual_scale`` (He et al. 2016 use ``alpha = 1``; ``1/sqrt(L)`` or ``1/L`` keep deep
+    products near the identity); ``residual_scale`` may be a traced scalar inside ``jax.jit``.
     ``norm="batch"`` or ``"layer"`` normalizes every hidden pre-activation, ``h_l = phi(N(a_l))``
     (BatchNorm over the batch axis, Ioffe & Szegedy 2015; LayerNorm over the units, Ba et al. 2016;
     variance ``+ eps``, default 1e-5; no learned scale/shift unless a layer holds ``"gamma"``/``"beta"``;
@@ -89,6 +119,7 @@ def mlp_forward(
     keeps the un-normalized ``a_l``. ``norm="batch"`` needs a batch ``(B, n_0)``, ``B >= 2``.
     """
     act = get_activation(activation)
+    residual_scale = check_residual_scale(residual_scale, residual)
     x = check_mlp_input(params, x, residual)
     if norm is not None or eps != 1e-5:
         from vgplib.normalization import _check_batch_axis, check_norm, norm_layer
@@ -103,9 +134,9 @@ def mlp_forward(
         elif norm is not None:
             h = dense(layer, x)
             out = norm_layer(layer, x, act, norm, eps)
-            x = x + out if residual else out
+            x = x + residual_scale * out if residual else out
         else:
-            h, x = _layer(layer, x, act, residual)
+            h, x = _layer(layer, x, act, residual, residual_scale)
         pre.append(h)
         post.append(x)
     return Trace(pre, post) if return_all else x
