@@ -215,3 +215,63 @@ def test_panel_theory_lines_are_the_numbers_chi1_returns():
                 assert f"{p['chi_star']:.3g}" == f"{vgplib.chi1(act, sw):.3g}"
                 assert p["chi_star"] == pytest.approx(vgplib.chi1(act, sw), rel=1e-10)
                 np.testing.assert_allclose(p["theory_fixed"][0], 10 * math.log10(vgplib.chi1(act, sw)), rtol=1e-10)
+
+
+# ---- correlation map and xi_c (chapter 7)
+
+
+def test_correlation_map_at_c_equal_1_is_the_length_map_and_chi1():
+    sw, sb = 1.7, 0.3
+    q = vgplib.q_star("tanh", sw, sb)
+    idx = vgplib.ACTIVATION_NAMES.index("tanh")
+    with jax.enable_x64(True):
+        c_next, chi_c = (float(v) for v in vgplib.theory.correlation_map_and_chi(idx, sw, sb, q, 1.0))
+    assert c_next == pytest.approx(1.0, abs=1e-9)  # q* (1.41) is the length map's fixed point
+    assert chi_c == pytest.approx(vgplib.chi1("tanh", sw, sb, q), rel=1e-8)
+
+
+def test_correlation_map_against_monte_carlo():
+    sw, sb, q, c = 2.0, 0.2, 1.3, 0.4
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.standard_normal((2, 2_000_000))
+    u1, u2 = math.sqrt(q) * z1, math.sqrt(q) * (c * z1 + math.sqrt(1 - c * c) * z2)
+    prod, dprod = np.tanh(u1) * np.tanh(u2), (1 - np.tanh(u1) ** 2) * (1 - np.tanh(u2) ** 2)
+    idx = vgplib.ACTIVATION_NAMES.index("tanh")
+    with jax.enable_x64(True):
+        c_next, chi_c = (float(v) for v in vgplib.theory.correlation_map_and_chi(idx, sw, sb, q, c))
+    se = sw**2 * prod.std() / math.sqrt(prod.size) / q
+    assert c_next == pytest.approx((sw**2 * prod.mean() + sb**2) / q, abs=5 * se)
+    assert chi_c == pytest.approx(sw**2 * dprod.mean(), abs=5 * sw**2 * dprod.std() / math.sqrt(dprod.size))
+
+
+def test_correlation_depth_scale_phases_and_a_wide_network():
+    sb = math.sqrt(0.05)
+    ordered = vgplib.correlation_depth_scale("tanh", 1.0, sb)
+    chi = vgplib.chi1("tanh", 1.0, sb, vgplib.q_star("tanh", 1.0, sb))
+    assert ordered.c_star == 1.0 and ordered.chi_c == pytest.approx(chi, rel=1e-12)
+    assert ordered.xi_c == pytest.approx(-1 / math.log(chi), rel=1e-12)
+    chaotic = vgplib.correlation_depth_scale("tanh", 2.0, sb)
+    assert 0 < chaotic.c_star < 1 and 0 < chaotic.chi_c < 1  # a stable fixed point below 1
+    # a wide random tanh network drives the correlation of independent inputs to c* (mean of 45 pairs;
+    # they share one network, so their errors move together: 0.124 here, 0.172 with n = 2000 and
+    # another seed, against c* = 0.165; c* = 0 or chi_c > 1 would fail)
+    n, depth = 1500, 20
+    rng = np.random.default_rng(1)
+    h = rng.standard_normal((10, n))
+    for _ in range(depth):
+        a = h @ (2.0 * rng.standard_normal((n, n)) / math.sqrt(n)).T + sb * rng.standard_normal(n)
+        h = np.tanh(a)
+    norms = np.sqrt(np.sum(a * a, axis=1))
+    cos = (a @ a.T / np.outer(norms, norms))[np.triu_indices(10, 1)]
+    assert abs(cos.mean() - chaotic.c_star) < 0.06
+    with pytest.raises(ValueError, match="activation"):
+        vgplib.correlation_depth_scale("relu", 1.0)
+    with pytest.raises(ValueError, match="sigma_w"):
+        vgplib.correlation_depth_scale("tanh", -1.0)
+    with pytest.raises(ValueError, match="CORRELATION_Q_MAX"):
+        vgplib.correlation_depth_scale("tanh", 3.0, sb)
+    with pytest.raises(TypeError, match="sigma_b"):
+        vgplib.correlation_depth_scale("tanh", 1.0, "0.1")
+
+
+# --------------------------------------------------------------------------- the critical line (chapter 6)

@@ -113,7 +113,9 @@ from vgplib.recurrent import (
     unroll,
 )
 from vgplib.theory import (
+    CorrelationScale,
     chi1,
+    correlation_depth_scale,
     critical_sigma_w,
     depth_scale,
     gaussian_expectation,
@@ -168,6 +170,7 @@ __all__ = [
     "AddingTraining",
     "CliffGrid",
     "CliffPath",
+    "CorrelationScale",
     "Digits",
     "GradientRecord",
     "GradientSummary",
@@ -202,6 +205,7 @@ __all__ = [
     "cliff_loss",
     "cliff_map",
     "cliff_wall",
+    "correlation_depth_scale",
     "critical_sigma_w",
     "cross_entropy",
     "delayed_recall",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -321,3 +322,111 @@ def gaussian_lyapunov_exponents(width: int, sigma_w: float = 1.0) -> np.ndarray:
     sigma_w = check_positive("sigma_w", sigma_w)
     psi = np.array([_digamma_half_integer(n - i) for i in range(n)])
     return 0.5 * (math.log(2.0 * sigma_w**2 / n) + psi)
+
+
+# --------------------------------------------------------------------------- correlations (order to chaos)
+
+#: Gauss-Hermite nodes per dimension of the two-input expectations (128^2 = 16384 points).
+CORRELATION_NODES = 128
+#: Largest q* at which the correlation quantities are computed (relative error below ~1e-5 there).
+CORRELATION_Q_MAX = 3.0
+
+
+class CorrelationScale(NamedTuple):
+    """The correlation map's fixed point ``c*``, its slope ``chi_c`` there, and ``xi_c = -1 / ln chi_c``."""
+
+    c_star: float
+    chi_c: float
+    xi_c: float
+
+
+@functools.lru_cache(maxsize=4)
+def _hermite_2d(n: int = CORRELATION_NODES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tensor Gauss-Hermite rule for ``E[f(z1, z2)]``, ``z1, z2 ~ N(0, 1)`` independent."""
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    w = w / math.sqrt(2.0 * math.pi)
+    z1, z2 = np.meshgrid(x, x, indexing="ij")
+    return z1.ravel(), z2.ravel(), np.outer(w, w).ravel()
+
+
+def correlation_map_and_chi(act_index, sigma_w, sigma_b, q, c, names: tuple[str, ...] = ACTIVATION_NAMES):
+    """Traceable one step of the correlation map at the fixed point ``q`` and its slope ``chi_c``.
+
+    Two inputs whose pre-activations have variance ``q`` and correlation ``c`` reach the next layer
+    with correlation (Poole et al. 2016; Schoenholz et al. 2017, in our notation)
+
+        c' = (sigma_w^2 E[phi(u_1) phi(u_2)] + sigma_b^2) / q,
+        u_1 = sqrt(q) z_1,  u_2 = sqrt(q) (c z_1 + sqrt(1 - c^2) z_2),
+
+    and ``chi_c = dc'/dc = sigma_w^2 E[phi'(u_1) phi'(u_2)]`` (Gaussian integration by parts);
+    at ``c = 1`` it is ``chi_1``. Expectations by a 128 x 128 Gauss-Hermite rule: against :func:`chi1`
+    for tanh, relative error 2e-9 at ``q = 1.4`` but 1e-3 at ``q = 6.4`` (``phi'^2`` narrows as ``q``
+    grows), so :func:`correlation_depth_scale` refuses ``q* > CORRELATION_Q_MAX = 3``. Arguments may
+    be traced.
+    """
+    dtype = _theory_dtype(sigma_w, sigma_b, q, c)
+    z1, z2, w = (jnp.asarray(a, dtype) for a in _hermite_2d())
+    sigma_w, sigma_b, q, c = (jnp.asarray(v, dtype) for v in (sigma_w, sigma_b, q, c))
+    s = jnp.sqrt(jnp.maximum(q, _CHI_Q_FLOOR))
+    u1 = s * z1
+    u2 = s * (c * z1 + jnp.sqrt(jnp.clip(1.0 - c**2, 0.0, None)) * z2)
+    phi1, phi2 = function_by_index(act_index, u1, names), function_by_index(act_index, u2, names)
+    d1 = function_by_index(act_index, u1, names, derivative=True)
+    d2 = function_by_index(act_index, u2, names, derivative=True)
+    c_next = (sigma_w**2 * jnp.dot(w, phi1 * phi2) + sigma_b**2) / jnp.maximum(q, _CHI_Q_FLOOR)
+    return c_next, sigma_w**2 * jnp.dot(w, d1 * d2)
+
+
+def c_star_and_chi(act_index, sigma_w, sigma_b=0.0, q0=1.0, names: tuple[str, ...] = ACTIVATION_NAMES):
+    """Traceable ``(q*, c*, chi_1, chi_c)``: the stable fixed point of the correlation map and its slope.
+
+    In the ordered phase (``chi_1 <= 1``) ``c* = 1`` and ``chi_c = chi_1``; in the chaotic phase
+    ``c = 1`` is unstable and ``c* < 1`` is found by bisection of ``c'(c) - c`` on ``[0, 1 - 1e-9]``
+    (40 halvings; ``c'(0) = sigma_b^2 / q* >= 0`` for an odd ``phi``, ``c'(c) < c`` just below 1).
+    Meant for odd activations (tanh, erf); ``q*`` and ``chi_1`` are :func:`q_star_and_chi`'s.
+    """
+    q, chi_1 = q_star_and_chi(act_index, sigma_w, sigma_b, q0, names)
+    dtype = q.dtype
+
+    def g(c):
+        return correlation_map_and_chi(act_index, sigma_w, sigma_b, q, c, names)[0] - c
+
+    def bisect(_, ab):
+        a, b = ab
+        mid = 0.5 * (a + b)
+        up = g(mid) > 0
+        return jnp.where(up, mid, a), jnp.where(up, b, mid)
+
+    a, b = jax.lax.fori_loop(0, 40, bisect, (jnp.asarray(0.0, dtype), jnp.asarray(1.0 - 1e-9, dtype)))
+    c = jnp.where(chi_1 <= 1.0, jnp.asarray(1.0, dtype), 0.5 * (a + b))
+    chi_c = jnp.where(chi_1 <= 1.0, chi_1, correlation_map_and_chi(act_index, sigma_w, sigma_b, q, c, names)[1])
+    return q, c, chi_1, chi_c
+
+
+def correlation_depth_scale(activation: str | Activation = "tanh", sigma_w: float = 1.0,
+                            sigma_b: float = 0.0) -> CorrelationScale:
+    """``(c*, chi_c, xi_c)`` with ``xi_c = -1 / ln chi_c``: the depth over which two inputs' correlation
+    forgets its start (Schoenholz et al. 2017 call this depth scale ``xi_c``; it diverges where
+    ``chi_1 = 1``). In the ordered phase ``chi_c = chi_1``; in the chaotic phase it is the slope of the
+    correlation map at its fixed point ``c* < 1`` (:func:`correlation_map_and_chi`). Float64.
+    For odd activations with ``q* > 0`` (tanh, erf), and ``q* <= CORRELATION_Q_MAX`` (the quadrature's
+    accurate range; ``ValueError`` otherwise).
+    """
+    act = get_activation(activation)
+    if act.name not in ("tanh", "erf"):
+        raise ValueError(f"activation must be odd with a finite q* (tanh or erf); got {act.name!r}")
+    sigma_w = check_positive("sigma_w", sigma_w)
+    sigma_b = check_positive("sigma_b", sigma_b, allow_zero=True)
+    with jax.enable_x64(True):
+        q, c, _, chi_c = _c_star_jit(np.int32(ACTIVATION_NAMES.index(act.name)), np.float64(sigma_w),
+                                     np.float64(sigma_b))
+        q, c, chi_c = float(q), float(c), float(chi_c)
+    if q > CORRELATION_Q_MAX:
+        raise ValueError(f"q* = {q:.3g} exceeds CORRELATION_Q_MAX = {CORRELATION_Q_MAX} (sigma_w = {sigma_w}, "
+                         f"sigma_b = {sigma_b}): the two-input quadrature is not accurate there")
+    return CorrelationScale(c, chi_c, math.inf if chi_c == 1.0 else -1.0 / math.log(chi_c))
+
+
+@jax.jit
+def _c_star_jit(act_index, sigma_w, sigma_b):
+    return c_star_and_chi(act_index, sigma_w, sigma_b)
