@@ -86,6 +86,7 @@ from vgplib.normalization import (
     normalize,
     normalized_gradient_growth,
 )
+from vgplib.pretraining import autoencoder_loss_fn, pretrain_layerwise
 from vgplib.recurrent import (
     CELL_NAMES,
     GRU_GATES,
@@ -189,6 +190,7 @@ __all__ = [
     "adding_mse",
     "adding_predict",
     "adding_problem",
+    "autoencoder_loss_fn",
     "backprop_deltas",
     "backward_products",
     "backward_singular_values",
@@ -248,6 +250,7 @@ __all__ = [
     "normalize",
     "normalized_gradient_growth",
     "pairwise_log_norms",
+    "pretrain_layerwise",
     "q_star",
     "relative_weight_change",
     "rnn_cell",
