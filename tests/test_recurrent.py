@@ -10,6 +10,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -556,3 +557,195 @@ def test_sigmoid_neuron_fold_bad_input():
     for bad in ("0.5", None, True, {"h": 0.5}, np.array([1 + 1j])):
         with pytest.raises(TypeError, match="h must"):
             fold(bad)
+
+
+# --------------------------------------------------------------------------- the adding-problem trainer
+
+
+def _adding_params(cell, key, n=3, forget_bias=1.0):
+    kw = {"forget_bias": forget_bias} if cell == "lstm" else {}
+    p = INITS[cell](key, 2, n, sigma_b=0.2, **kw)
+    return dict(p, v=jnp.linspace(-0.5, 0.5, n), c=jnp.asarray(0.8))
+
+
+@pytest.mark.parametrize("cell", vgplib.CELL_NAMES)
+def test_adding_predict_is_the_unpadded_recurrence(cell):
+    params = _adding_params(cell, jax.random.key(1))
+    task = vgplib.adding_problem(jax.random.key(2), 5, 4)
+    xs = jnp.pad(task.inputs, ((0, 0), (3, 0), (0, 0)))  # front-padded to T_max = 8
+    pred = vgplib.adding_predict(params, xs, 3, cell=cell)
+    core = {k: params[k] for k in ("W", "U", "b")}
+    h_T = vgplib.unroll(core, task.inputs, cell=cell)[:, -1, :3]
+    np.testing.assert_allclose(pred, h_T @ params["v"] + params["c"], rtol=1e-5, atol=1e-6)
+    mse = vgplib.adding_mse(params, xs, task.targets, 3, cell=cell)
+    np.testing.assert_allclose(mse, np.mean((np.asarray(pred) - np.asarray(task.targets)) ** 2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_adding_eps_gradient_sums_to_the_bias_contributions(cell):
+    """d(loss)/d(eps_t) is dE/da_t per sequence; summed over the batch it is the step-t term of dE/db."""
+    params = _adding_params(cell, jax.random.key(3))
+    task = vgplib.adding_problem(jax.random.key(4), 6, 3)
+    xs, y = task.inputs, task.targets
+    k_n = params["W"].shape[0]
+    d = jax.grad(lambda e: vgplib.adding_mse(params, xs, y, 0, e, cell=cell))(jnp.zeros((3, 6, k_n)))
+    pred = vgplib.adding_predict(params, xs, cell=cell)
+    g = 2.0 * (pred - y)[:, None] * params["v"][None, :] / 3  # dE/dh_T of the batch MSE
+    core = {k: params[k] for k in ("W", "U", "b")}
+    terms = vgplib.bptt_contributions(core, xs, grad_output=g, cell=cell)
+    np.testing.assert_allclose(d.sum(0), terms["b"], rtol=1e-4, atol=1e-7)
+
+
+def _loop_train(params, key, lengths, optimizer, steps, batch):
+    """Independent path: a Python loop of optax steps on one network per length, batches drawn eagerly."""
+    T_max = max(lengths)
+    grad_fn = jax.jit(jax.value_and_grad(lambda q, xs, y, start: vgplib.adding_mse(q, xs, y, start, cell=CELL)))
+    update = jax.jit(optimizer.update)
+    out = []
+    for i, T in enumerate(lengths):
+        p = {k: v[i] for k, v in params.items()}
+        state = optimizer.init(p)
+        losses = []
+        for k in jax.random.split(key, steps):
+            task = vgplib.adding_problem(k, T, batch)
+            xs = jnp.pad(task.inputs, ((0, 0), (T_max - T, 0), (0, 0)))
+            loss, grads = grad_fn(p, xs, task.targets, T_max - T)
+            updates, state = update(grads, state, p)
+            p = optax.apply_updates(p, updates)
+            norm = math.sqrt(sum(float(np.sum(np.asarray(g, np.float64) ** 2)) for g in grads.values()))
+            losses.append((float(loss), norm))
+        out.append((p, np.array(losses)))
+    return out
+
+
+CELL = "lstm"  # the trainer test runs the LSTM: its two-part state is the one most easily mishandled
+
+
+def test_train_adding_equals_a_python_loop_of_optax_steps():
+    lengths = (4, 7)
+    keys = jax.random.split(jax.random.key(5), 2)
+    stacked = [[_adding_params(CELL, jax.random.fold_in(k, i)) for k in keys] for i in range(2)]
+    params = jax.tree_util.tree_map(lambda *a: jnp.stack(a).reshape((2, 2) + a[0].shape), *[p for row in stacked for p in row])
+    opt = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(0.05))
+    data_keys = jax.random.split(jax.random.key(6), 2)
+    run = vgplib.train_adding(params, data_keys, lengths, opt, steps=4, batch_size=5, cell=CELL, record_every=2)
+    assert run.params["W"].shape == (2, 2, 2, 12, 3) and run.losses.shape == (4, 2, 2)
+    for s in range(2):
+        one = jax.tree_util.tree_map(lambda a, s=s: a[:, s], params)
+        for i, (p, hist) in enumerate(_loop_train(one, data_keys[s], lengths, opt, 4, 5)):
+            for k in p:
+                np.testing.assert_allclose(run.params[k][-1, i, s], p[k], rtol=2e-4, atol=2e-6)
+            np.testing.assert_allclose(run.losses[:, i, s], hist[:, 0], rtol=2e-4)
+            np.testing.assert_allclose(run.grad_norms[:, i, s], hist[:, 1], rtol=2e-4)
+
+
+def test_train_adding_learns_at_a_short_length():
+    """A small GRU trained 300 Adam steps at T = 6 beats the constant predictor by far (fails if it cannot learn)."""
+    params = jax.tree_util.tree_map(lambda a: a[None], _adding_params("gru", jax.random.key(7), n=8))
+    params["v"], params["c"] = jnp.zeros((1, 8)), jnp.ones((1,))
+    run = vgplib.train_adding(params, jax.random.key(8)[None], 6, optax.adam(1e-2), steps=300,
+                              batch_size=32, cell="gru", record_every=100)
+    assert run.params["W"].shape == (3, 1, 24, 8) and run.losses.shape == (300, 1)  # int length: no K axis
+    late = float(np.mean(run.losses[-50:]))
+    assert late < 0.25 * vgplib.ADDING_BASELINE_MSE, late
+
+
+def test_adding_trainer_bad_input():
+    p = jax.tree_util.tree_map(lambda a: a[None], _adding_params("rnn", jax.random.key(0)))
+    keys = jax.random.key(1)[None]
+    adam = optax.adam(1e-2)
+    train = vgplib.train_adding
+    with pytest.raises(ValueError, match="cell"):
+        train(p, keys, 5, adam, steps=2, cell="elman")
+    with pytest.raises(TypeError, match="optimizer"):
+        train(p, keys, 5, "adam", steps=2)
+    with pytest.raises(ValueError, match="record_every"):
+        train(p, keys, 5, adam, steps=3, record_every=2)
+    with pytest.raises(ValueError, match="lengths"):
+        train(p, keys, 1, adam, steps=2, record_every=1)
+    with pytest.raises(TypeError, match="keys"):
+        train(p, np.zeros(1), 5, adam, steps=2, record_every=1)
+    with pytest.raises(ValueError, match="leading axes"):
+        train(p, jax.random.split(keys[0], 2), 5, adam, steps=2, record_every=1)
+    with pytest.raises(ValueError, match="W"):
+        train(p, keys, 5, adam, steps=2, record_every=1, cell="lstm")
+    with pytest.raises(TypeError, match="'v'"):
+        train({k: p[k] for k in ("W", "U", "b")}, keys, 5, adam, steps=2, record_every=1)
+    with pytest.raises(ValueError, match="finite"):
+        train(dict(p, c=jnp.full((1,), jnp.nan)), keys, 5, adam, steps=2, record_every=1)
+    one = {k: v[0] for k, v in p.items()}
+    xs = jnp.zeros((2, 5, 2))
+    with pytest.raises(ValueError, match="start"):
+        vgplib.adding_predict(one, xs, 5)
+    with pytest.raises(TypeError, match="start"):
+        vgplib.adding_predict(one, xs, 1.5)
+    with pytest.raises(ValueError, match="xs"):
+        vgplib.adding_predict(one, jnp.zeros((5, 2)))
+    with pytest.raises(ValueError, match="eps"):
+        vgplib.adding_predict(one, xs, 0, jnp.zeros((2, 5, 4)))
+    with pytest.raises(ValueError, match="y"):
+        vgplib.adding_mse(one, xs, jnp.zeros(3))
+
+
+# --------------------------------------------------------------------------- gated Jacobians: formulas and block norms
+
+
+def test_lstm_step_blocks_closed_form_equals_autodiff():
+    params, xs, s0 = _setup("lstm", forget_bias=1.0)
+    states = vgplib.unroll(params, xs, s0, cell="lstm")
+    prev = jnp.concatenate([s0[None], states[:-1]])
+    h_prev, c_prev = vgplib.lstm_split(prev)
+    auto = vgplib.lstm_blocks(vgplib.step_jacobians(params, xs, s0, cell="lstm"))
+    for t in (0, 5, T - 1):
+        closed = vgplib.lstm_step_blocks(params, h_prev[t], c_prev[t], xs[t])
+        for name in vgplib.LSTMBlocks._fields:
+            np.testing.assert_allclose(getattr(closed, name), getattr(auto, name)[t], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.diag(closed.c_c), vgplib.lstm_gates(params, h_prev[t], xs[t]).f)
+        assert float(jnp.abs(closed.c_h).max()) > 1e-3  # the h-path into c is not trivially 0
+
+
+def test_gru_step_jacobian_closed_form_equals_autodiff():
+    params, xs, s0 = _setup("gru")
+    states = vgplib.unroll(params, xs, s0, cell="gru")
+    prev = jnp.concatenate([s0[None], states[:-1]])
+    auto = vgplib.step_jacobians(params, xs, s0, cell="gru")
+    for t in (0, 5, T - 1):
+        np.testing.assert_allclose(vgplib.gru_step_jacobian(params, prev[t], xs[t]), auto[t], rtol=1e-5, atol=1e-6)
+    # With W = 0 only the carousel is left: d h_t / d h_{t-1} = diag(z_t) exactly.
+    p0 = {**params, "W": jnp.zeros_like(params["W"])}
+    z = jax.nn.sigmoid(xs[3] @ params["U"][:N].T + params["b"][:N])
+    np.testing.assert_allclose(vgplib.gru_step_jacobian(p0, prev[3], xs[3]), jnp.diag(z), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="single"):
+        vgplib.gru_step_jacobian(params, prev[:2], xs[:2])
+    with pytest.raises(ValueError, match="single"):
+        vgplib.lstm_step_blocks(*_setup("lstm")[:1], jnp.zeros((2, N)), jnp.zeros((2, N)), jnp.zeros((2, D)))
+
+
+def test_lstm_log_norms_and_block_pairwise_match_direct_products():
+    with jax.enable_x64(True):
+        params, xs, s0 = _setup("lstm", n=3, T=9, dtype=jnp.float64)
+        J = vgplib.step_jacobians(params, xs, s0, cell="lstm")
+        P = np.asarray(vgplib.backward_products(J))  # (T+1, 6, 6): d s_T / d s_k
+        rows = vgplib.lstm_log_norms(J)
+        heat = {b: np.asarray(vgplib.pairwise_log_norms(J, block=b)) for b in ("c_c", "h_h", "c_h")}
+        with np.errstate(divide="ignore"):
+            for name, (r, c) in {"h_h": (0, 0), "h_c": (0, 3), "c_h": (3, 0), "c_c": (3, 3)}.items():
+                direct = np.log(np.linalg.norm(P[:, r:r + 3, c:c + 3], axis=(1, 2)))
+                np.testing.assert_allclose(getattr(rows, name), direct, rtol=1e-11, atol=1e-11)
+                if name in heat:
+                    np.testing.assert_allclose(heat[name][-1], direct, rtol=1e-11, atol=1e-11)
+        # One inner entry of the heat map: d c_6 / d c_2 = (J_6 J_5 J_4 J_3)[c, c].
+        Q = np.asarray(J[5] @ J[4] @ J[3] @ J[2])
+        assert heat["c_c"][6, 2] == pytest.approx(np.log(np.linalg.norm(Q[3:, 3:])), rel=1e-11)
+        assert np.isnan(heat["c_c"][2, 6]) and rows.h_c[-1] == -np.inf
+    # float32, T = 600 with the forget gates near 1/2: far below float32's range, still finite.
+    p32, x32, _ = _setup("lstm", n=4, T=600, forget_bias=0.0)
+    J32 = vgplib.step_jacobians(p32, x32, cell="lstm")
+    r32 = vgplib.lstm_log_norms(J32)
+    assert float(r32.c_c[0]) < math.log(1e-60) and np.all(np.isfinite(np.asarray(r32.c_c)))
+    with pytest.raises(ValueError, match="block"):
+        vgplib.pairwise_log_norms(J32[:5], block="c_x")
+    with pytest.raises(ValueError, match="block"):
+        vgplib.pairwise_log_norms(jnp.ones((4, 3, 3)), block="c_c")
+    with pytest.raises(ValueError, match="LSTM"):
+        vgplib.lstm_log_norms(jnp.ones((4, 3, 3)))

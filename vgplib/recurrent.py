@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from vgplib._validate import (
     check_finite,
@@ -44,7 +45,9 @@ from vgplib._validate import (
     check_positive_int,
 )
 from vgplib.activations import Activation, get_activation
-from vgplib.jacobians import _check_stacked
+from vgplib.data import adding_problem
+from vgplib.gradients import tree_norm
+from vgplib.jacobians import _check_stacked, _kahan_add, stable_log_norm
 
 Array = jax.Array
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -340,14 +343,24 @@ def lstm_blocks(jacobians) -> LSTMBlocks:
     return LSTMBlocks(J[..., :n, :n], J[..., :n, n:], J[..., n:, :n], J[..., n:, n:])
 
 
-@partial(jax.jit, static_argnames=("spectral",))
-def _pairwise(J: Array, spectral: bool) -> Array:
+@partial(jax.jit, static_argnames=("spectral", "rows", "cols"))
+def _pairwise(J: Array, spectral: bool, rows: tuple[int, int] | None = None,
+              cols: tuple[int, int] | None = None) -> Array:
     T, m = J.shape[0], J.shape[-1]
-    M0 = jnp.eye(m, dtype=J.dtype) / jnp.sqrt(jnp.asarray(m, J.dtype))
-    s0 = 0.5 * jnp.log(jnp.asarray(m, J.dtype))
+    if cols is None:
+        M0 = jnp.eye(m, dtype=J.dtype) / jnp.sqrt(jnp.asarray(m, J.dtype))
+        s0 = 0.5 * jnp.log(jnp.asarray(m, J.dtype))
+    else:  # only the columns of the block: Q_{t,k} E_C, renormalized on its own
+        width = cols[1] - cols[0]
+        M0 = jnp.eye(m, dtype=J.dtype)[:, cols[0]:cols[1]] / jnp.sqrt(jnp.asarray(width, J.dtype))
+        s0 = 0.5 * jnp.log(jnp.asarray(width, J.dtype))
     nan = jnp.asarray(jnp.nan, J.dtype)
 
     def value(M, s):
+        if rows is not None:
+            M = M[rows[0]:rows[1]]
+            if not spectral:
+                return s + stable_log_norm(M.ravel())
         if spectral:
             return s + jnp.log(jnp.linalg.svd(M, compute_uv=False)[..., 0])
         return s
@@ -371,7 +384,7 @@ def _pairwise(J: Array, spectral: bool) -> Array:
     return jax.vmap(column, out_axes=1)(jnp.arange(T + 1))
 
 
-def pairwise_log_norms(jacobians, ord: str | int = "fro") -> Array:
+def pairwise_log_norms(jacobians, ord: str | int = "fro", block: str | None = None) -> Array:
     """``L[t, k] = log ||d s_t / d s_k||`` for every ``0 <= k <= t <= T``: the BPTT heat map.
 
     ``d s_t / d s_k = J_t J_{t-1} ... J_{k+1}`` (the identity for ``t = k``); entries with
@@ -384,11 +397,26 @@ def pairwise_log_norms(jacobians, ord: str | int = "fro") -> Array:
     m = 64: 0.17 s for ``"fro"``, 3 s for ``ord=2``; for one row (fixed ``t = T``) use the one-sweep
     :func:`vgplib.log_norms` instead. ``jacobians`` as from :func:`step_jacobians`:
     ``(T, m, m)`` gives ``(T+1, T+1)``, ``(B, T, m, m)`` gives ``(B, T+1, T+1)``.
+
+    ``block`` (LSTM Jacobians of ``s = [h; c]``, ``m = 2n``): one of ``"h_h", "h_c", "c_h", "c_c"``
+    (the names of :class:`LSTMBlocks`) gives the norm of that block of every product, e.g.
+    ``"c_c"``: ``L[t, k] = log ||d c_t / d c_k||`` (all paths, through ``h`` included). The block's
+    columns are carried on their own (renormalized), so it is exact in log-space like the rest;
+    entries where the block is exactly 0 (``h_c`` and ``c_h`` at ``t = k``) are ``-inf``.
     """
     if isinstance(ord, bool) or ord not in ("fro", 2):
         raise ValueError(f"ord must be 'fro' or 2; got {ord!r}")
     J = _check_stacked(jacobians)
-    fn = partial(_pairwise, spectral=ord == 2)
+    rows = cols = None
+    if block is not None:
+        check_name("block", block, LSTMBlocks._fields)
+        m = J.shape[-1]
+        if m % 2:
+            raise ValueError(f"block needs LSTM Jacobians of shape (..., 2n, 2n); got {J.shape}")
+        n = m // 2
+        halves = {"h": (0, n), "c": (n, m)}
+        rows, cols = halves[block[0]], halves[block[2]]
+    fn = partial(_pairwise, spectral=ord == 2, rows=rows, cols=cols)
     return fn(J) if J.ndim == 3 else jax.vmap(fn)(J)
 
 
@@ -460,6 +488,369 @@ def bptt_contributions(
         if not hasattr(out, "shape") or out.shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
             raise ValueError(f"loss_fn must return a real scalar; got {getattr(out, 'shape', type(out))}")
     return _contributions(params, xs, s0, g, cell, act, loss_fn)
+
+
+# --------------------------------------------------------------------------- gated Jacobians in closed form
+
+
+def lstm_step_blocks(params, h, c, x, activation: str | Activation = "tanh") -> LSTMBlocks:
+    """The four blocks of the LSTM step Jacobian ``d [h_t; c_t] / d [h_{t-1}; c_{t-1}]``, in closed form.
+
+    With ``a_t = W h_{t-1} + U x_t + b`` split into the gate blocks ``(a_i, a_f, a_g, a_o)``, ``i, f, o``
+    their sigmoids, ``g = phi(a_g)``, ``c_t = f * c_{t-1} + i * g`` and ``h_t = o * phi(c_t)``:
+
+        d c_t / d c_{t-1} = diag(f_t)                       (the constant error carousel)
+        d c_t / d h_{t-1} = diag(c_{t-1} sigma'(a_f)) W_f + diag(g sigma'(a_i)) W_i + diag(i phi'(a_g)) W_g
+        d h_t / d c_{t-1} = diag(o phi'(c_t)) diag(f_t)
+        d h_t / d h_{t-1} = diag(phi(c_t) sigma'(a_o)) W_o + diag(o phi'(c_t)) d c_t / d h_{t-1}
+
+    (``sigma' = sigma (1 - sigma)``). Hochreiter & Schmidhuber (1997) built the cell so that the
+    error carried by ``c`` is multiplied by 1 per step (their eq. for the constant error carousel);
+    Gers, Schmidhuber & Cummins (2000) added the forget gate, which turns that factor into
+    ``f_t``. ``h``, ``c`` ``(n,)``, ``x`` ``(d,)`` (one step, unbatched). Returns
+    :class:`LSTMBlocks` ``(h_h, h_c, c_h, c_c)``, each ``(n, n)``; the same numbers as the blocks of
+    :func:`step_jacobians` (autodiff), from the formulas instead.
+    """
+    act = get_activation(activation)
+    h, x, c = _check_cell_args(params, h, x, "lstm", c)
+    if h.ndim != 1:
+        raise ValueError(f"h, c and x must be single vectors (one step, unbatched); got h of shape {h.shape}")
+    return _lstm_blocks_closed(params, h, c, x, act)
+
+
+def _lstm_blocks_closed(params, h, c, x, act: Activation) -> LSTMBlocks:
+    W = params["W"]
+    n = h.shape[-1]
+    a_i, a_f, a_g, a_o = jnp.split(_pre(params, h, x), 4, axis=-1)
+    W_i, W_f, W_g, W_o = W[:n], W[n:2 * n], W[2 * n:3 * n], W[3 * n:]
+    i, f, o, g = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_o), act.fn(a_g)
+    c_new = f * c + i * g
+    c_h = ((c * f * (1 - f))[:, None] * W_f + (g * i * (1 - i))[:, None] * W_i
+           + (i * act.grad(a_g))[:, None] * W_g)
+    c_c = jnp.diag(f)
+    out = o * act.grad(c_new)
+    h_h = (act.fn(c_new) * o * (1 - o))[:, None] * W_o + out[:, None] * c_h
+    return LSTMBlocks(h_h, jnp.diag(out * f), c_h, c_c)
+
+
+def gru_step_jacobian(params, h, x, activation: str | Activation = "tanh") -> Array:
+    """The GRU step Jacobian ``d h_t / d h_{t-1}`` in closed form (Cho et al. 2014, eqs. 5-8).
+
+    With ``z = sigmoid(a_z)``, ``r = sigmoid(a_r)`` (``a_. = W_. h_{t-1} + U_. x_t + b_.``),
+    ``h~ = phi(a_h)``, ``a_h = W_h (r * h_{t-1}) + U_h x_t + b_h`` and ``h_t = z * h_{t-1} + (1 - z) * h~``:
+
+        d h_t / d h_{t-1} = diag(z_t)
+                            + diag((h_{t-1} - h~_t) sigma'(a_z)) W_z
+                            + diag((1 - z_t) phi'(a_h)) W_h (diag(r_t) + diag(h_{t-1} sigma'(a_r)) W_r)
+
+    The first term is the GRU's carousel: an update gate near 1 copies ``h_{t-1}`` and its
+    gradient through. ``h`` ``(n,)``, ``x`` ``(d,)`` (one step). Returns ``(n, n)``.
+    """
+    act = get_activation(activation)
+    h, x, _ = _check_cell_args(params, h, x, "gru")
+    if h.ndim != 1:
+        raise ValueError(f"h and x must be single vectors (one step, unbatched); got h of shape {h.shape}")
+    n = h.shape[0]
+    W, U, b = params["W"], params["U"], params["b"]
+    W_z, W_r, W_h = W[:n], W[n:2 * n], W[2 * n:]
+    z = jax.nn.sigmoid(_mv(h, W_z) + _mv(x, U[:n]) + b[:n])
+    r = jax.nn.sigmoid(_mv(h, W_r) + _mv(x, U[n:2 * n]) + b[n:2 * n])
+    a_h = _mv(r * h, W_h) + _mv(x, U[2 * n:]) + b[2 * n:]
+    reset = jnp.diag(r) + (h * r * (1 - r))[:, None] * W_r
+    return (jnp.diag(z) + ((h - act.fn(a_h)) * z * (1 - z))[:, None] * W_z
+            + ((1 - z) * act.grad(a_h))[:, None] * jnp.matmul(W_h, reset, precision=HIGHEST))
+
+
+@jax.jit
+def _lstm_row_sweeps(J: Array) -> LSTMBlocks:
+    m = J.shape[-1]
+    n = m // 2
+    eye = jnp.eye(m, dtype=J.dtype)
+    s0 = 0.5 * jnp.log(jnp.asarray(n, J.dtype))
+
+    def sweep(E: Array) -> tuple[Array, Array]:  # E: the (n, m) row selector of h or c
+        def step(carry, J_t):
+            M, s, comp = carry
+            A = jnp.matmul(M, J_t, precision=HIGHEST)  # E^T J_T ... J_t, renormalized
+            scale = jnp.linalg.norm(A)
+            M_next = jnp.where(scale > 0, A / jnp.where(scale > 0, scale, 1), 0)
+            s_next, comp = _kahan_add(s, comp, jnp.log(scale))
+            return (M_next, s_next, comp), (s_next + stable_log_norm(M_next[:, :n].ravel()),
+                                             s_next + stable_log_norm(M_next[:, n:].ravel()))
+
+        M0 = E / jnp.sqrt(jnp.asarray(n, J.dtype))
+        _, (to_h, to_c) = jax.lax.scan(step, (M0, s0, jnp.zeros_like(s0)), J, reverse=True)
+        return (jnp.concatenate([to_h, (s0 + stable_log_norm(M0[:, :n].ravel()))[None]]),
+                jnp.concatenate([to_c, (s0 + stable_log_norm(M0[:, n:].ravel()))[None]]))
+
+    h_h, h_c = sweep(eye[:n])
+    c_h, c_c = sweep(eye[n:])
+    return LSTMBlocks(h_h, h_c, c_h, c_c)
+
+
+def lstm_log_norms(jacobians) -> LSTMBlocks:
+    """``log ||B(d s_T / d s_k)||_F`` for every block ``B`` of the LSTM state ``s = [h; c]`` and ``k = 0..T``.
+
+    ``d s_T / d s_k = J_T J_{T-1} ... J_{k+1}`` (the identity for ``k = T``) from the stacked step
+    Jacobians of :func:`step_jacobians` (``(T, 2n, 2n)`` or a batch ``(B, T, 2n, 2n)``). Two
+    renormalized backward sweeps, one for the rows of ``h_T`` and one for those of ``c_T`` (each
+    carried as ``exp(s) M`` with ``||M||_F = 1`` and compensated summation of ``s``, as in
+    :func:`vgplib.log_norms`), so every entry is exact to rounding at any ``T``, far below float32's
+    smallest number; a block that is exactly 0 gives ``-inf`` (``h_c`` and ``c_h`` at ``k = T``).
+    ``c_c[k]`` is the full ``log ||d c_T / d c_k||_F``, paths through ``h`` included: compare it with
+    the carousel alone, ``sum_{t > k} log f_t`` (Hochreiter & Schmidhuber 1997; Gers et al. 2000).
+    Returns :class:`LSTMBlocks` of ``(T+1,)`` arrays (``(B, T+1)`` for a batch). Cost: linear in ``T``.
+    """
+    J = _check_stacked(jacobians)
+    if J.shape[-1] % 2:
+        raise ValueError(f"jacobians must be LSTM step Jacobians of shape (..., T, 2n, 2n); got {J.shape}")
+    return _lstm_row_sweeps(J) if J.ndim == 3 else jax.vmap(_lstm_row_sweeps)(J)
+
+
+# --------------------------------------------------------------------------- the adding problem, trained
+
+
+def _step_drive(params, s: Array, drive: Array, cell: str, act: Activation) -> Array:
+    """One step with the input term given: ``drive = U x_t + b`` (``(..., k n)``, any extra
+    perturbation of the pre-activation already added). Same cell equations as :func:`_step`."""
+    W = params["W"]
+    if cell == "rnn":
+        return act.fn(_mv(s, W) + drive)
+    if cell == "gru":
+        n = s.shape[-1]
+        z = jax.nn.sigmoid(_mv(s, W[:n]) + drive[..., :n])
+        r = jax.nn.sigmoid(_mv(s, W[n:2 * n]) + drive[..., n:2 * n])
+        cand = act.fn(_mv(r * s, W[2 * n:]) + drive[..., 2 * n:])
+        return z * s + (1.0 - z) * cand
+    h, c = jnp.split(s, 2, axis=-1)
+    a_i, a_f, a_g, a_o = jnp.split(_mv(h, W) + drive, 4, axis=-1)
+    c_new = jax.nn.sigmoid(a_f) * c + jax.nn.sigmoid(a_i) * act.fn(a_g)
+    return jnp.concatenate([jax.nn.sigmoid(a_o) * act.fn(c_new), c_new], axis=-1)
+
+
+def _adding_predict(params, xs: Array, start, eps, cell: str, act: Activation) -> Array:
+    n = params["W"].shape[1]
+    m = 2 * n if cell == "lstm" else n
+    B, T_max = xs.shape[0], xs.shape[1]
+    drive = jnp.matmul(xs, params["U"].T, precision=HIGHEST) + params["b"]  # (B, T_max, k n)
+    eps = jnp.zeros(drive.shape, drive.dtype) if eps is None else eps
+
+    def body(s, inp):
+        t, a_in, e = inp
+        return jnp.where(t >= start, _step_drive(params, s, a_in + e, cell, act), s), None
+
+    s, _ = jax.lax.scan(body, jnp.zeros((B, m), xs.dtype),
+                        (jnp.arange(T_max), jnp.moveaxis(drive, 1, 0), jnp.moveaxis(eps, 1, 0)))
+    return s[:, :n] @ params["v"] + params["c"]
+
+
+def _adding_mse(params, xs: Array, y: Array, start, eps, cell: str, act: Activation) -> Array:
+    return jnp.mean((_adding_predict(params, xs, start, eps, cell, act) - y) ** 2)
+
+
+def _check_adding_params(params, cell: str) -> int:
+    """Validate a recurrent ``params`` dict with the readout ``v`` ``(n,)``, ``c`` ``()``; return ``n``."""
+    if not isinstance(params, Mapping) or "v" not in params or "c" not in params:
+        raise TypeError("params must be a dict with the cell's 'W', 'U', 'b' and the readout 'v' (n,), 'c' ()")
+    core = {key: params[key] for key in ("W", "U", "b") if key in params}
+    if any(_is_traced(a) for a in params.values()):
+        n = int(np.shape(params["W"])[1]) if np.ndim(params["W"]) == 2 else -1
+    else:
+        n, _ = check_recurrent_params(core, cell)
+    if np.shape(params["v"]) != (n,) or np.shape(params["c"]) != ():
+        raise ValueError(f"params['v'] must have shape ({n},) and params['c'] shape (); got "
+                         f"{np.shape(params['v'])} and {np.shape(params['c'])}")
+    return n
+
+
+def _is_traced(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _check_adding_inputs(params, xs, start, eps, cell: str):
+    _check_adding_params(params, cell)
+    dtype = jnp.result_type(params["W"])
+    if not _is_traced(xs):
+        xs = _float_array("xs", xs, dtype)
+    if xs.ndim != 3 or xs.shape[0] == 0 or xs.shape[1] == 0:
+        raise ValueError(f"xs must have shape (B, T_max, d) with B, T_max >= 1; got {xs.shape}")
+    if xs.shape[2] != np.shape(params["U"])[1]:
+        raise ValueError(f"xs has {xs.shape[2]} input channels but params['U'] expects {np.shape(params['U'])[1]}")
+    if not _is_traced(start):
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) and not (
+                hasattr(start, "dtype") and jnp.issubdtype(start.dtype, jnp.integer) and np.ndim(start) == 0):
+            raise TypeError(f"start must be an integer; got {type(start).__name__}")
+        if not 0 <= int(start) < xs.shape[1]:
+            raise ValueError(f"start must satisfy 0 <= start < T_max = {xs.shape[1]}; got {int(start)}")
+    if eps is not None:
+        k_n = np.shape(params["W"])[0]
+        if np.shape(eps) != xs.shape[:2] + (k_n,):
+            raise ValueError(f"eps must have shape (B, T_max, k n) = {xs.shape[:2] + (k_n,)}; got {np.shape(eps)}")
+    return xs
+
+
+def adding_predict(params, xs, start=0, eps=None, *, cell: str = "rnn",
+                   activation: str | Activation = "tanh") -> Array:
+    """The adding-problem readout ``v . h_T + c`` of a recurrent ``cell`` on front-padded sequences.
+
+    ``params`` is the cell's ``{"W", "U", "b"}`` (as from :func:`init_rnn`, :func:`init_lstm`,
+    :func:`init_gru`) plus the linear readout ``v`` ``(n,)`` and ``c`` ``()``; ``xs`` ``(B, T_max, d)``.
+    The recurrence (see the module docstring; ``h_t`` the ``h`` part of ``s_t``) runs from step
+    ``start`` on; before it the state stays at ``s_0 = 0``, which is exactly the unpadded recurrence
+    on the last ``T_max - start`` steps (so sequences of different lengths share one compiled loop).
+    ``eps`` ``(B, T_max, k n)`` (zeros by default) is added to every pre-activation ``a_t =
+    W h_{t-1} + U x_t + b`` (for the GRU candidate block, to ``W_h (r * h_{t-1}) + U_h x_t + b_h``):
+    the gradient of a loss with respect to it is ``delta_t = dE/da_t`` per sequence, the quantity
+    whose size per lag :func:`vgplib.bptt_contributions` sums over the batch. Returns ``(B,)``.
+    ``start`` and ``eps`` may be traced (under ``jax.jit``/``vmap``/``grad``). The task: Hochreiter
+    & Schmidhuber (1997), :func:`vgplib.adding_problem`.
+    """
+    act = get_activation(activation)
+    cell = _check_cell(cell)
+    xs = _check_adding_inputs(params, xs, start, eps, cell)
+    return _adding_predict(params, xs, start, eps, cell, act)
+
+
+def adding_mse(params, xs, y, start=0, eps=None, *, cell: str = "rnn",
+               activation: str | Activation = "tanh") -> Array:
+    """Mean squared error ``(1/B) sum_b (v . h_T + c - y_b)^2`` of :func:`adding_predict` (a scalar).
+
+    The constant prediction 1 scores :data:`vgplib.ADDING_BASELINE_MSE` ``= 1/6`` in expectation.
+    """
+    act = get_activation(activation)
+    cell = _check_cell(cell)
+    xs = _check_adding_inputs(params, xs, start, eps, cell)
+    if np.shape(y) != (xs.shape[0],):
+        raise ValueError(f"y must have shape (B,) = ({xs.shape[0]},); got {np.shape(y)}")
+    return _adding_mse(params, xs, y, start, eps, cell, act)
+
+
+def _adding_batches(keys: Array, lengths: tuple, size: int):
+    """:func:`vgplib.adding_problem` for every length (rows) and key (columns), front-padded to ``max(lengths)``."""
+    T_max = max(lengths)
+    xs, ys = [], []
+    for T in lengths:
+        task = jax.vmap(lambda k, T=T: adding_problem(k, T, size))(keys)
+        xs.append(jnp.pad(task.inputs, ((0, 0), (0, 0), (T_max - T, 0), (0, 0))))
+        ys.append(task.targets)
+    return jnp.stack(xs), jnp.stack(ys)  # (K, S, size, T_max, 2), (K, S, size)
+
+
+@partial(jax.jit, static_argnames=("lengths", "steps", "batch", "optimizer", "chunk", "cell", "act"))
+def _train_adding(params, keys, lengths, steps, batch, optimizer, chunk, cell, act):
+    """``steps`` optimizer steps for ``K x S`` networks side by side; parameters every ``chunk`` steps."""
+    K, S = len(lengths), keys.shape[0]
+    starts = jnp.repeat(jnp.array([max(lengths) - T for T in lengths]), S)
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((K * S,) + a.shape[2:]), params)
+    loss = partial(_adding_mse, eps=None, cell=cell, act=act)
+
+    def step(carry, ks):
+        p, state = carry
+        xs, y = _adding_batches(ks, lengths, batch)
+        xs, y = xs.reshape((K * S,) + xs.shape[2:]), y.reshape(K * S, -1)
+        losses, grads = jax.vmap(jax.value_and_grad(loss))(p, xs, y, starts)
+        norms = jax.vmap(tree_norm)(grads)
+        updates, state = jax.vmap(optimizer.update)(grads, state, p)
+        return (jax.vmap(optax.apply_updates)(p, updates), state), (losses, norms)
+
+    def block(carry, ks):
+        carry, out = jax.lax.scan(step, carry, ks)
+        return carry, (carry[0], out)
+
+    ks = jax.vmap(lambda k: jax.random.split(k, steps))(keys)            # (S, steps)
+    ks = jnp.moveaxis(ks, 0, 1).reshape(steps // chunk, chunk, S)
+    _, (ps, (losses, norms)) = jax.lax.scan(block, (flat, jax.vmap(optimizer.init)(flat)), ks)
+    unflat = jax.tree_util.tree_map(lambda a: a.reshape((a.shape[0], K, S) + a.shape[2:]), ps)
+    return unflat, losses.reshape(steps, K, S), norms.reshape(steps, K, S)
+
+
+class AddingTraining(NamedTuple):
+    """What :func:`train_adding` returns (JAX arrays; ``R = steps / record_every``).
+
+    ``params``: the parameters after steps ``record_every, 2 record_every, ..., steps``, each leaf
+    ``(R, K, S, ...)``; ``losses`` ``(steps, K, S)``: the training MSE of each step's batch, before
+    that step's update; ``grad_norms`` ``(steps, K, S)``: the global norm ``||dE/dtheta||_2`` of the
+    same gradient, before the optimizer (so before any clipping it applies). With an integer
+    ``lengths`` the ``K`` axis is absent.
+    """
+
+    params: dict
+    losses: Array
+    grad_norms: Array
+
+
+def train_adding(params, keys, lengths, optimizer, *, steps: int, batch_size: int = 64, cell: str = "rnn",
+                 activation: str | Activation = "tanh", record_every: int = 50) -> AddingTraining:
+    """Train many recurrent networks on the adding problem in ONE compiled function.
+
+    ``train_adding(params, keys, lengths, optimizer, *, steps, batch_size=64, cell="rnn",
+    activation="tanh", record_every=50) -> AddingTraining(params, losses, grad_norms)``
+
+    - ``params``: a dict ``{"W", "U", "b", "v", "c"}`` of the ``cell`` (``"rnn"``, ``"lstm"``,
+      ``"gru"``; the recurrent block as from :func:`init_rnn` / :func:`init_lstm` / :func:`init_gru`
+      with ``n_in = 2``, the readout ``v`` ``(n,)``, ``c`` ``()``) whose leaves carry two leading
+      axes ``(K, S)``: one network per length and seed (a different initialization each is allowed).
+      With an integer ``lengths`` (one length) the leading axis is ``(S,)`` only.
+    - ``keys``: ``(S,)`` PRNG keys, one per seed: seed ``s`` draws its stream of training batches
+      from ``keys[s]`` (split into one key per step; at step ``i`` the same key draws the batch of
+      every length, so the streams of different lengths are correlated but not equal).
+    - ``lengths``: the sequence lengths ``T`` (a tuple of ints >= 2, or one int). Sequences are
+      front-padded to ``max(lengths)`` and each network starts its recurrence at its own step
+      (:func:`adding_predict`), so the loss is that of the unpadded length-``T`` recurrence.
+    - ``optimizer``: any ``optax.GradientTransformation`` (``optax.adam(1e-2)``,
+      ``optax.chain(optax.clip_by_global_norm(c), optax.adam(lr))``, ...). It is a static argument:
+      pass the same object again to reuse the compilation.
+
+    Each step draws ``batch_size`` fresh sequences of :func:`vgplib.adding_problem` (Hochreiter &
+    Schmidhuber 1997, experiment 4) per network, takes the gradient of :func:`adding_mse` by
+    backpropagation through time (all ``T`` steps, Werbos 1990) and applies the optimizer:
+    ``jax.vmap`` over the ``K x S`` networks, ``lax.scan`` over ``steps`` (in blocks of
+    ``record_every``, after each of which the parameters are kept). ``steps`` must be a multiple of
+    ``record_every``. A diverging run is not raised: its losses become ``inf``/``NaN``.
+    """
+    act = get_activation(activation)
+    cell = _check_cell(cell)
+    single = not isinstance(lengths, (tuple, list))
+    if single:
+        lengths = (check_positive_int("lengths", lengths, minimum=2),)
+    else:
+        lengths = tuple(check_positive_int("lengths", T, minimum=2) for T in lengths)
+        if not lengths:
+            raise ValueError("lengths must hold at least one sequence length")
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation; got {type(optimizer).__name__}")
+    steps = check_positive_int("steps", steps)
+    batch_size = check_positive_int("batch_size", batch_size)
+    record_every = check_positive_int("record_every", record_every)
+    if steps % record_every:
+        raise ValueError(f"steps ({steps}) must be a multiple of record_every ({record_every})")
+    try:
+        keys = jnp.asarray(keys)
+    except TypeError as err:
+        raise TypeError(f"keys must be an array of PRNG keys; got {type(keys).__name__}") from err
+    if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) or keys.ndim != 1 or keys.shape[0] == 0:
+        raise TypeError(f"keys must be a 1-D array of typed PRNG keys (jax.random.key); got {keys.dtype} {keys.shape}")
+    S, K = keys.shape[0], len(lengths)
+    lead = (S,) if single else (K, S)
+    if not isinstance(params, Mapping) or set(params) != {"W", "U", "b", "v", "c"}:
+        raise TypeError("params must be a dict with exactly the keys 'W', 'U', 'b', 'v', 'c'")
+    for key, value in params.items():
+        if np.shape(value)[:len(lead)] != lead:
+            raise ValueError(f"params['{key}'] must have leading axes {lead} (lengths x seeds); got {np.shape(value)}")
+    one = {key: jnp.asarray(value)[(0,) * len(lead)] for key, value in params.items()}
+    _check_adding_params(one, cell)
+    if np.shape(one["U"])[1] != 2:
+        raise ValueError(f"params['U'] must take the adding problem's 2 inputs (u_t, marker); got {np.shape(one['U'])}")
+    check_finite("params", params)
+    params = {key: jnp.asarray(value) for key, value in params.items()}
+    if single:
+        params = jax.tree_util.tree_map(lambda a: a[None], params)
+    ps, losses, norms = _train_adding(params, keys, lengths, steps, batch_size, optimizer, record_every,
+                                      cell, act)
+    if single:
+        ps = jax.tree_util.tree_map(lambda a: a[:, 0], ps)
+        losses, norms = losses[:, 0], norms[:, 0]
+    return AddingTraining(ps, losses, norms)
 
 
 # --------------------------------------------------------------------------- one sigmoid neuron

@@ -52,7 +52,14 @@ from vgplib.plots import (
     freeze_decorations,
     new_figure,
 )
-from vgplib.recurrent import _pairwise, init_rnn, sigmoid_neuron_fold
+from vgplib.recurrent import (
+    _pairwise,
+    adding_mse,
+    init_rnn,
+    sigmoid_neuron_fold,
+    train_adding,
+)
+from vgplib.recurrent import adding_predict as _lib_adding_predict
 from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
 T_MAX = 80  #: steps of the fixed-shape RNN (the T slider's maximum)
@@ -548,68 +555,20 @@ class AddingRun(NamedTuple):
 
 
 def adding_predict(params, xs, start, eps=None):
-    """``v . h_T + c`` of a tanh RNN on front-padded sequences ``xs`` ``(B, T_max, 2)``.
-
-    ``a_t = W h_{t-1} + U x_t + b (+ eps_t)``, ``h_t = tanh(a_t)`` from step ``start`` on; before it
-    the state stays at ``h_0 = 0``, which is exactly the unpadded recurrence on the last
-    ``T_max - start`` steps. ``eps`` ``(B, T_max, n)`` (zeros by default) is added to ``a_t``: the
-    gradient of the loss with respect to it is ``delta_t = dE/da_t``, per sequence.
-    """
-    n = params["W"].shape[0]
-    B, T_max = xs.shape[0], xs.shape[1]
-    eps = jnp.zeros((B, T_max, n), xs.dtype) if eps is None else eps
-    drive = xs @ params["U"].T + params["b"]
-
-    def step(h, inp):
-        t, a_in, e = inp
-        a = jnp.matmul(h, params["W"].T, precision=jax.lax.Precision.HIGHEST) + a_in + e
-        return jnp.where(t >= start, jnp.tanh(a), h), None
-
-    h, _ = jax.lax.scan(step, jnp.zeros((B, n), xs.dtype),
-                        (jnp.arange(T_max), jnp.moveaxis(drive, 1, 0), jnp.moveaxis(eps, 1, 0)))
-    return h @ params["v"] + params["c"]
+    """``v . h_T + c`` of a tanh RNN on front-padded sequences ``xs`` ``(B, T_max, 2)``:
+    :func:`vgplib.adding_predict` with ``cell="rnn"`` (the state stays at ``h_0 = 0`` before
+    step ``start``; ``eps`` is added to ``a_t``, so its gradient is ``delta_t = dE/da_t``)."""
+    return _lib_adding_predict(params, xs, start, eps)
 
 
 def _adding_mse(params, xs, y, start, eps=None):
-    return jnp.mean((adding_predict(params, xs, start, eps) - y) ** 2)
+    return adding_mse(params, xs, y, start, eps)
 
 
-def _adding_batches(keys, lengths: tuple, size: int):
-    """``vgplib.adding_problem`` for every length (rows) and key (columns), front-padded to ``max(lengths)``."""
-    T_max = max(lengths)
-    xs, ys = [], []
-    for T in lengths:
-        task = jax.vmap(lambda k, T=T: adding_problem(k, T, size))(keys)
-        xs.append(jnp.pad(task.inputs, ((0, 0), (0, 0), (T_max - T, 0), (0, 0))))
-        ys.append(task.targets)
-    return jnp.stack(xs), jnp.stack(ys)  # (K, S, size, T_max, 2), (K, S, size)
-
-
-@partial(jax.jit, static_argnames=("lengths", "steps", "batch", "lr", "chunk"))
-def _adding_train(params, keys, lengths, steps, batch, lr, chunk):
-    """``steps`` Adam steps for ``K x S`` networks side by side; parameters every ``chunk`` steps."""
-    K, S = len(lengths), keys.shape[0]
-    starts = jnp.repeat(jnp.array([max(lengths) - T for T in lengths]), S)
-    optimizer = optax.adam(lr)
-    flat = jax.tree_util.tree_map(lambda a: a.reshape((K * S,) + a.shape[2:]), params)
-
-    def step(carry, ks):
-        p, state = carry
-        xs, y = _adding_batches(ks, lengths, batch)
-        xs, y = xs.reshape((K * S,) + xs.shape[2:]), y.reshape(K * S, -1)
-        losses, grads = jax.vmap(jax.value_and_grad(_adding_mse))(p, xs, y, starts)
-        updates, state = jax.vmap(optimizer.update)(grads, state, p)
-        return (jax.vmap(optax.apply_updates)(p, updates), state), losses
-
-    def block(carry, ks):
-        carry, losses = jax.lax.scan(step, carry, ks)
-        return carry, (carry[0], losses)
-
-    ks = jax.vmap(lambda k: jax.random.split(k, steps))(keys)            # (S, steps)
-    ks = jnp.moveaxis(ks, 0, 1).reshape(steps // chunk, chunk, S)
-    _, (ps, losses) = jax.lax.scan(block, (flat, jax.vmap(optimizer.init)(flat)), ks)
-    unflat = jax.tree_util.tree_map(lambda a: a.reshape((a.shape[0], K, S) + a.shape[2:]), ps)
-    return unflat, losses.reshape(steps, K, S)
+@lru_cache(maxsize=4)
+def _adam(lr: float) -> optax.GradientTransformation:
+    """One optimizer object per learning rate, so repeated runs reuse the compiled trainer."""
+    return optax.adam(lr)
 
 
 @partial(jax.jit, static_argnames=("lengths",))
@@ -655,7 +614,8 @@ def adding_experiment(lengths=(10, 20, 25, 30, 40), seeds=(0, 1, 2, 3), steps: i
     params0 = jax.tree_util.tree_map(lambda *a: jnp.stack(a).reshape((len(seeds), K) + a[0].shape).swapaxes(0, 1),
                                      *[p for row in nets for p in row])
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in seeds])
-    ps, losses = _adding_train(params0, keys, lengths, steps, batch, float(lr), chunk)
+    ps, losses, _ = train_adding(params0, keys, lengths, _adam(float(lr)), steps=steps, batch_size=batch,
+                                 record_every=chunk)
     ps = jax.tree_util.tree_map(lambda a: a[np.array(checkpoints) // chunk - 1], ps)    # (C, K, S, ...)
     test_keys = jax.random.split(jax.random.key(12345), K)
     tasks = [adding_problem(k, T, n_eval) for k, T in zip(test_keys, lengths)]
