@@ -275,3 +275,44 @@ def test_correlation_depth_scale_phases_and_a_wide_network():
 
 
 # --------------------------------------------------------------------------- the critical line (chapter 6)
+
+
+def test_critical_line_points_are_critical_fixed_points():
+    from vgplib.theory import critical_line
+
+    for activation, q in (("tanh", np.array([0.05, 8.0])), ("elu", np.array([0.5]))):
+        line = critical_line(activation, q)
+        for qk, sw, sb, slope in zip(*line):
+            assert slope < 1  # stable: q_star reaches it from q0 = 1
+            assert vgplib.q_star(activation, sw, sb) == pytest.approx(qk, rel=1e-8)
+            assert vgplib.chi1(activation, sw, sb) == pytest.approx(1.0, abs=1e-10)
+            # the slope of the length map, against a central difference in float64
+            h = 1e-4 * qk
+            fd = (vgplib.length_map(activation, sw, sb, qk + h) - vgplib.length_map(activation, sw, sb, qk - h)) / (2 * h)
+            assert slope == pytest.approx(fd, rel=1e-6)
+    line = critical_line("tanh", np.array([2.0]))  # one independent path: bisection at that sigma_b
+    assert vgplib.critical_sigma_w("tanh", float(line.sigma_b[0])) == pytest.approx(float(line.sigma_w[0]), rel=1e-9)
+    relu = critical_line("relu", np.array([0.05, 0.5, 2.0, 8.0]))  # chi_1 = sigma_w^2 / 2 at every q: the point (sqrt 2, 0), marginal
+    np.testing.assert_allclose(relu.sigma_w, math.sqrt(2), rtol=1e-12)
+    np.testing.assert_allclose(relu.sigma_b, 0.0, atol=1e-6)
+    np.testing.assert_allclose(relu.map_slope, 1.0, rtol=1e-10)
+    sig = critical_line("sigmoid", np.array([1.0, 100.0]))  # sigma_b^2 < 0 at q* = 1: no such point
+    assert math.isnan(sig.sigma_b[0]) and sig.sigma_b[1] > 0
+    # swish and GELU: unstable (slope > 1) for small q*, stable for large q*
+    for activation in ("swish", "gelu"):
+        slope = critical_line(activation, np.array([0.5, 50.0])).map_slope
+        assert slope[0] > 1 > slope[1]
+
+
+def test_critical_sigma_w_refuses_a_jump_and_critical_line_bad_input():
+    from vgplib.theory import critical_line
+
+    with pytest.raises(ValueError, match="jumps"):
+        vgplib.critical_sigma_w("swish")
+    assert vgplib.critical_sigma_w("elu") == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError, match="q"):
+        critical_line("tanh", np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="q"):
+        critical_line("tanh", np.ones((2, 2)))
+    with pytest.raises(ValueError, match="activation"):
+        critical_line("tanhh", np.ones(2))

@@ -118,8 +118,10 @@ from vgplib.recurrent import (
 )
 from vgplib.theory import (
     CorrelationScale,
+    CriticalLine,
     chi1,
     correlation_depth_scale,
+    critical_line,
     critical_sigma_w,
     depth_scale,
     gaussian_expectation,
@@ -138,6 +140,7 @@ from vgplib.training import (
     train_many,
     train_mlp,
 )
+from vgplib.units import dead_units, slope_distribution
 
 __version__ = "0.1.0"
 
@@ -175,6 +178,7 @@ __all__ = [
     "CliffGrid",
     "CliffPath",
     "CorrelationScale",
+    "CriticalLine",
     "Digits",
     "GradientRecord",
     "GradientSummary",
@@ -211,8 +215,10 @@ __all__ = [
     "cliff_map",
     "cliff_wall",
     "correlation_depth_scale",
+    "critical_line",
     "critical_sigma_w",
     "cross_entropy",
+    "dead_units",
     "delayed_recall",
     "deltas_to_param_grads",
     "dense",
@@ -260,6 +266,7 @@ __all__ = [
     "q_star",
     "relative_weight_change",
     "rnn_cell",
+    "slope_distribution",
     "stack_params",
     "stack_records",
     "state_size",

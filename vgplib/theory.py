@@ -293,7 +293,57 @@ def critical_sigma_w(activation: str | Activation, sigma_b: float = 0.0, q0: flo
             b = mid
         else:
             a = mid
-    return 0.5 * (a + b)
+    sw = 0.5 * (a + b)
+    if abs(f(sw)) > 1e-6:  # the bisection closed in on a jump of chi_1(q*), not on a root
+        raise ValueError(
+            f"no critical sigma_w for {act.name} with sigma_b={sigma_b} on the fixed point reached from q0={q0}: "
+            f"chi_1(q*) jumps across 1 at sigma_w = {sw:.6g}, where the fixed point reached from q0 jumps "
+            "(an unstable fixed point at q0); see critical_line for the whole chi_1 = 1 line")
+    return sw
+
+
+class CriticalLine(NamedTuple):
+    """Points of the ``chi_1 = 1`` line, one per fixed point ``q_star``: see :func:`critical_line`."""
+
+    q_star: np.ndarray
+    sigma_w: np.ndarray
+    sigma_b: np.ndarray
+    map_slope: np.ndarray
+
+
+def critical_line(activation: str | Activation, q) -> CriticalLine:
+    """The edge of chaos ``chi_1 = 1`` in the ``(sigma_w, sigma_b)`` plane, parametrized by the fixed point ``q*``.
+
+    For each ``q > 0`` exactly one pair puts the fixed point of the length map at ``q`` AND makes
+    ``chi_1 = 1`` there (Poole et al. 2016; Schoenholz et al. 2017):
+
+        sigma_w^2 = 1 / E[phi'(sqrt(q) z)^2],     sigma_b^2 = q - sigma_w^2 E[phi(sqrt(q) z)^2],
+
+    (NaN where ``sigma_b^2 < 0``: that ``q`` cannot be a critical fixed point). ``map_slope`` is the
+    slope of the length map at the fixed point, ``dq'/dq = sigma_w^2 E[phi(a) phi'(a) z] / sqrt(q)``,
+    ``a = sqrt(q) z`` (Gaussian integration by parts of ``d/dq E[phi(sqrt(q) z)^2]``): the fixed point is
+    stable, i.e. reached by the layers' variances, where it is below 1; where it exceeds 1 the point is
+    an unstable fixed point that a network moves away from (ReLU: exactly 1 at ``sigma_w^2 = 2`` for
+    every ``q``). ``q`` is a 1-D array of positive numbers; float64 expectations with the composite
+    Gauss-Legendre rule of :func:`gaussian_expectation`. Returns a :class:`CriticalLine` of arrays.
+    """
+    act = get_activation(activation)
+    q = np.asarray(q, dtype=np.float64)
+    if q.ndim != 1 or q.size == 0:
+        raise ValueError(f"q must be a non-empty 1-D array of fixed points; got shape {q.shape}")
+    if not np.all(np.isfinite(q)) or not np.all(q > 0):
+        raise ValueError("q must hold finite numbers > 0")
+    z, w = _nodes()
+    with jax.enable_x64(True):
+        a = jnp.asarray(np.sqrt(q)[:, None] * z[None, :])
+        phi, dphi = (np.asarray(f(a), np.float64) for f in (act.fn, act.grad))
+    e_dphi2, e_phi2 = (dphi**2) @ w, (phi**2) @ w
+    sw2 = 1.0 / e_dphi2
+    sb2 = q - sw2 * e_phi2
+    slope = sw2 * ((phi * dphi * z[None, :]) @ w) / np.sqrt(q)
+    # sigma_b^2 = 0 up to rounding (ReLU: q - 2 E[relu^2] = 0 for every q) counts as 0
+    sigma_b = np.where(sb2 >= -1e-12 * q, np.sqrt(np.maximum(sb2, 0.0)), np.nan)
+    return CriticalLine(q, np.sqrt(sw2), sigma_b, slope)
 
 
 def _digamma_half_integer(m: int) -> float:
