@@ -1,0 +1,127 @@
+"""Chapter 7's panel module: the isometry kernel against autodiff and NumPy, its theory, the figure,
+the exercises and bad input.
+
+Oracles: vgplib.layer_jacobians + a float64 NumPy product and SVD, jax.grad of u . h_L with respect
+to an intermediate activation, vgplib.length_map / vgplib.chi1 in float64, init_mlp's weights.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import vgplib
+from vgplib.panels import ch07
+from vgplib.plots import MIN_TEXT_PX, min_text_px
+from vgplib.widgets import count_compiles
+
+
+@pytest.mark.parametrize(("init", "activation", "sigma_w", "depth"),
+                         [("gaussian", "tanh", 1.2, 7), ("orthogonal", "relu", 1.4, 5)])
+def test_profile_against_numpy_svd_and_jax_grad(init, activation, sigma_w, depth):
+    params = ch07.panel_weights(init, sigma_w, depth)
+    _, x0, u = ch07.panel_data()
+    prof = ch07.isometry_profile(init, activation, sigma_w, depth)
+    # singular values of dh_L/dh_0: product of the exact Jacobians in float64, NumPy SVD
+    J = vgplib.layer_jacobians(params, x0, activation)
+    P = np.linalg.multi_dot([np.asarray(j, np.float64) for j in J[::-1]]) if depth > 1 else np.asarray(J[0], np.float64)
+    sv = np.linalg.svd(P, compute_uv=False)
+    resolved = sv > 1e-4 * sv[0]  # float32 resolves singular values down to ~eps * s_max
+    np.testing.assert_allclose(prof["log10_sv"][resolved], np.log10(sv[resolved]), atol=2e-4)
+    assert prof["mean_sq_sv"] == pytest.approx(np.mean(sv**2), rel=1e-3)
+    # ||g_l|| = ||d(u . h_L)/dh_l|| by jax.grad through the remaining layers
+    hs = vgplib.mlp_forward(params, x0, activation, return_all=True).post
+    for l in (0, depth // 2, depth):
+        def rest(h, l=l):
+            for layer in params[l:]:
+                h = vgplib.get_activation(activation).fn(layer["W"] @ h)
+            return u @ h
+        g = jax.grad(rest)(hs[l])
+        assert prof["log10_g"][l] == pytest.approx(math.log10(float(jnp.linalg.norm(g))), abs=1e-4)
+
+
+def test_panel_weights_are_init_mlps_weights():
+    Z, _, _ = ch07.panel_data()
+    key = jax.random.split(jax.random.PRNGKey(0), 3)[0]
+    for i, init in enumerate(ch07.PANEL_INITS):
+        ref = vgplib.init_mlp(key, [ch07.PANEL_WIDTH] * (ch07.MAX_DEPTH + 1), init, sigma_w=1.7)
+        got = ch07.panel_weights(init, 1.7, 3)
+        for l in range(3):
+            np.testing.assert_allclose(np.asarray(got[l]["W"]), np.asarray(ref[l]["W"]), rtol=1e-6, atol=1e-7)
+        assert bool(jnp.all(Z[i, 0] == vgplib.init_mlp(key, [ch07.PANEL_WIDTH] * (ch07.MAX_DEPTH + 1), init)[0]["W"]))
+
+
+@pytest.mark.parametrize("activation", ch07.PANEL_ACTIVATIONS)
+def test_theory_is_vgplib_length_map_and_chi1(activation):
+    sigma_w, depth = 1.3, 6
+    _, x0, _ = ch07.panel_data()
+    q = sigma_w**2 * float(np.mean(np.asarray(x0, np.float64) ** 2))
+    log_chi = []
+    for _ in range(depth):
+        log_chi.append(math.log(vgplib.chi1(activation, sigma_w, 0.0, q)))
+        q = vgplib.length_map(activation, sigma_w, 0.0, q)
+    prof = ch07.isometry_profile("gaussian", activation, sigma_w, depth)
+    expected = 0.5 * np.concatenate([np.cumsum(log_chi[::-1])[::-1], [0.0]]) / math.log(10)
+    np.testing.assert_allclose(prof["theory_g"], expected, rtol=1e-9, atol=1e-12)
+    assert prof["theory_mean_sq"] == pytest.approx(math.exp(sum(log_chi)), rel=1e-9)
+
+
+def test_spectrum_variance_theory():
+    # ReLU: phi'^2 is 0 or 1 with probability 1/2, so mu_2 / mu_1^2 - 1 = 1 per layer
+    np.testing.assert_allclose(ch07.spectrum_variance_theory("relu", 1.0, 1.41, "orthogonal", [1, 10]), [1.0, 10.0],
+                               rtol=1e-9)
+    lin = ch07.spectrum_variance_theory("tanh", 1e-12, 1.0, "gaussian", 7)  # linear limit: Gaussian W adds 1
+    assert float(lin) == pytest.approx(7.0, rel=1e-6)
+    mu1, mu2 = ch07.phi_prime_moments("tanh", 0.5)
+    rng = np.random.default_rng(0)
+    d2 = (1 - np.tanh(math.sqrt(0.5) * rng.standard_normal(1_000_000)) ** 2) ** 2
+    assert mu1 == pytest.approx(d2.mean(), rel=3e-3) and mu2 == pytest.approx((d2**2).mean(), rel=3e-3)
+
+
+def test_panel_never_compiles_after_the_first_draw_and_text_is_readable():
+    panel = ch07.isometry_panel()
+    with count_compiles() as c:
+        s1 = panel.set(init="gaussian", activation="tanh", sigma_w=1.0, depth=100)
+        s2 = panel.set(init="orthogonal", activation="relu", sigma_w=1.4, depth=3)
+        s3 = panel.set(init="orthogonal", activation="tanh", sigma_w=0.5, depth=1)
+    assert c.count == 0, c.names
+    assert s1.startswith("32 singular values below 1e-8") and s3 == ""
+    assert "exactly 0" in s2  # ReLU units that are off make dh_L/dh_0 singular
+    fig, update = ch07.make_isometry_figure()
+    update(depth=20, sigma_w=1.0, init="gaussian", activation="tanh")
+    assert min_text_px(fig) >= MIN_TEXT_PX
+
+
+def test_scrubber_alt():
+    html = ch07.isometry_scrubber(depths=(1, 2)).data
+    assert 'alt="Histogram of the log10 singular values of the input-output Jacobian of a width-64 tanh' in html
+
+
+def test_exercise_checks(capsys):
+    assert ch07.check_glorot_variance(0.004)
+    assert not ch07.check_glorot_variance(0.01)
+    assert not ch07.check_glorot_variance(None)
+    assert ch07.check_negative_mean(-0.25)
+    assert not ch07.check_negative_mean(0.25)
+    assert ch07.check_isometry_depth(10)
+    assert not ch07.check_isometry_depth(5)
+    assert not ch07.check_isometry_depth(None)
+    out = capsys.readouterr().out
+    assert out.count("Correct") == 3 and out.count("No answer yet") == 2
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="init"):
+        ch07.isometry_profile("he", "tanh", 1.0, 5)
+    with pytest.raises(ValueError, match="activation"):
+        ch07.isometry_profile("gaussian", "sigmoid", 1.0, 5)
+    with pytest.raises(ValueError, match="depth"):
+        ch07.isometry_profile("gaussian", "tanh", 1.0, ch07.MAX_DEPTH + 1)
+    with pytest.raises(TypeError, match="depth"):
+        ch07.isometry_profile("gaussian", "tanh", 1.0, 2.5)
+    with pytest.raises(ValueError, match="sigma_w"):
+        ch07.isometry_profile("gaussian", "tanh", -1.0, 5)
+    with pytest.raises(ValueError, match="weights"):
+        ch07.spectrum_variance_theory("tanh", 0.5, 1.0, "he", 5)
