@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import resource
 import shutil
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,55 @@ def pytest_configure(config: pytest.Config) -> None:
         candidate = Path(config.rootpath) / path
         if candidate.exists():
             config.option.nbval_sanitize_with = str(candidate)
+
+
+# --------------------------------------------------------------------------- the time budget
+
+#: Seconds of wall, of this process's CPU and of its finished children's CPU (kernels, browsers,
+#: subprocesses) per test file: setup + call + teardown of its tests; a notebook under nbval is one
+#: file. CPU time is what a loaded machine inflates least.
+_FILE_TIMES: dict[str, list[float]] = {}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+#: The budget of `make test` (README): 30 minutes on 2 quiet cores for the whole book of 15 chapters.
+#: Per chapter, on a quiet machine: its notebook under nbval <= 60 s, its panel and library tests <= 40 s.
+TIME_REPORT_FILES = 25
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    wall, cpu, child = time.perf_counter(), time.process_time(), _children_cpu()
+    yield
+    entry = _FILE_TIMES.setdefault(item.location[0], [0.0, 0.0, 0.0, 0])
+    entry[0] += time.perf_counter() - wall
+    entry[1] += time.process_time() - cpu
+    entry[2] += _children_cpu() - child
+    entry[3] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The time per test file, slowest first, and the total: the budget stays visible in every run."""
+    if not _FILE_TIMES:
+        return
+    rows = sorted(_FILE_TIMES.items(), key=lambda kv: -kv[1][0])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    terminalreporter.write_sep("=", f"time per test file (load average {load:.1f} on {os.cpu_count()} cores)")
+    terminalreporter.write_line(f"{'wall s':>8} {'cpu s':>8} {'child s':>8} {'tests':>6}  file")
+
+    def line(values, label):
+        wall, cpu, child, n = values
+        terminalreporter.write_line(f"{wall:8.1f} {cpu:8.1f} {child:8.1f} {int(n):6d}  {label}")
+
+    for path, values in rows[:TIME_REPORT_FILES]:
+        line(values, path)
+    rest = [v for _, v in rows[TIME_REPORT_FILES:]]
+    if rest:
+        line([sum(v[i] for v in rest) for i in range(4)], f"({len(rest)} more files)")
+    line([sum(v[i] for v in _FILE_TIMES.values()) for i in range(4)], "total")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
