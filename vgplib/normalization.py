@@ -6,7 +6,7 @@ A normalized layer normalizes its pre-activations before the activation (DESIGN.
 
 where ``N`` is
 
-- **BatchNorm** (Ioffe & Szegedy 2015, their Algorithm 1 without the learned scale and shift):
+- **BatchNorm** (Ioffe & Szegedy 2015, without the learned scale and shift):
   each unit ``i`` is normalized over the ``B`` examples of the batch,
   ``N(a)_{b i} = (a_{b i} - mu_i) / sqrt(s_i^2 + eps)``, ``mu_i = (1/B) sum_b a_{b i}``,
   ``s_i^2 = (1/B) sum_b (a_{b i} - mu_i)^2`` (the biased batch variance);
@@ -35,7 +35,7 @@ over the units of one example and no cross-example blocks.
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +107,7 @@ def normalize(a, norm: str | None = "batch", eps: float = DEFAULT_EPS) -> Array:
     """``N(a)`` for pre-activations ``a`` of shape ``(B, n)`` (LayerNorm also takes ``(n,)``).
 
     ``norm="batch"``: ``(a - mu) / sqrt(s^2 + eps)`` per unit over the batch axis 0 (biased
-    variance, Ioffe & Szegedy 2015, Algorithm 1); ``"layer"``: the same per example over the units
+    variance, Ioffe & Szegedy 2015); ``"layer"``: the same per example over the units
     (Ba et al. 2016); ``None``: ``a`` unchanged. No learned scale or shift.
     """
     eps = check_norm(norm, eps)
@@ -310,6 +310,7 @@ def masked_gradient_log_norms(W: Array, b: Array, X: Array, g_out: Array, act_id
 # --------------------------------------------------------------------------- mean-field growth
 
 
+@cache
 def _moments(activation: str) -> tuple[float, float, float]:
     """``E[phi'(z)^2]``, ``E[phi(z)^2]``, ``E[phi(z)]`` for ``z ~ N(0, 1)`` (float64 quadrature)."""
     from vgplib.theory import gaussian_expectation
