@@ -66,9 +66,10 @@ def init_layer(
       between preserving forward and backward variance, equal to Glorot's for ``sigma_w = 1``.
     - ``orthogonal``: ``W = sigma_w Q`` with ``Q`` Haar-orthogonal (Saxe, McClelland & Ganguli
       2014); all singular values equal ``sigma_w`` (dynamical isometry for linear nets).
-    - ``lecun``: ``W ~ N(0, sigma_w^2 / fan_in)`` with ``sigma_w = 1`` by default: LeCun et al.'s
-      (1998, *Efficient BackProp*, section 4.6) "standard deviation fan_in^(-1/2)", which keeps the
-      forward variance for a unit-slope activation; ``sigma_w`` rescales it as for ``gaussian``.
+    - ``lecun``: ``W ~ N(0, sigma_w^2 / fan_in)`` with ``sigma_w = 1`` by default: the standard
+      deviation ``fan_in^(-1/2)`` recommended in LeCun et al. (1998, *Efficient BackProp*; we did not
+      read its text here), which keeps the forward variance for a unit-slope activation;
+      ``sigma_w`` rescales it as for ``gaussian``.
     - ``negative_mean``: ``W ~ N(mu, 0.1^2)``, ``mu = max(-1, -mean_scale / fan_in)`` with
       ``mean_scale = 8`` by default (:data:`NEGATIVE_MEAN_SCALE`, :data:`NEGATIVE_MEAN_STD`), the
       negative-mean initialization for deep logistic-sigmoid MLPs of Yilmaz & Poli (2022). What we
