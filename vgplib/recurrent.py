@@ -967,8 +967,9 @@ init_rnn.__doc__ = ("""Initialize a vanilla RNN ``{"W": (n, n), "U": (n, n_in), 
 """ + _INIT_DOC)
 init_lstm.__doc__ = ("""Initialize an LSTM ``{"W": (4n, n), "U": (4n, n_in), "b": (4n,)}`` (blocks i, f, g, o).
 
-    ``forget_bias`` is added to the forget-gate bias: a positive value (default 1, as recommended
-    by Gers et al. 2000 and Jozefowicz, Zaremba & Sutskever 2015) starts the forget gates near
+    ``forget_bias`` is added to the forget-gate bias: a positive value (default 1; Jozefowicz,
+    Zaremba & Sutskever 2015 report in their abstract that adding a bias of 1 to the forget gate
+    closes the gap between the LSTM and the GRU) starts the forget gates near
     ``sigmoid(1) = 0.73`` so the cell remembers; 0 gives ``f = 1/2``.
 """ + _INIT_DOC)
 init_gru.__doc__ = ("""Initialize a GRU ``{"W": (3n, n), "U": (3n, n_in), "b": (3n,)}`` (blocks z, r, h~).
