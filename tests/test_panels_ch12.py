@@ -120,7 +120,7 @@ def test_checkers(capsys):
     assert ch12.check_flush_threshold(ch12.flush_threshold(0.9)) is True
     assert ch12.check_flush_threshold(ch12.flush_threshold(0.999)) is False
     assert ch12.check_es_evaluations(None) is False
-    assert ch12.check_es_evaluations(9600) is True
+    assert ch12.check_es_evaluations(6400) is True
     assert ch12.check_es_cosine(math.sqrt(32 / 1031)) is True
     assert ch12.check_es_cosine(0.5) is False
     out = capsys.readouterr().out
