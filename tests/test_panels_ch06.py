@@ -111,6 +111,13 @@ def test_stacked_network_equals_mlp_forward():
     assert float(loss.accuracy(params, x, y)) == pytest.approx(float(vgplib.mlp_accuracy_fn("elu")(layers, x, y)))
     batch = jax.tree_util.tree_map(lambda a: jnp.stack([a, 2 * a]), params)
     np.testing.assert_allclose(np.asarray(ch06.model(batch, 1)[2]["W"]), 2 * np.asarray(layers[2]["W"]))
+    # the mixed network picks its activation from its one-hot "act" and trains it not at all
+    mixed = ch06.mixed_loss_fn(("relu", "elu"))
+    pm = ch06.with_activation(params, 1, 2)
+    assert float(mixed(pm, x, y)) == pytest.approx(float(loss(params, x, y)), rel=1e-6)
+    assert float(mixed.accuracy(pm, x, y)) == pytest.approx(float(loss.accuracy(params, x, y)))
+    g = jax.grad(mixed)(pm, x, y)
+    assert float(jnp.abs(g["act"]).max()) == 0.0
     # the variance-preserving scale: He's sqrt 2 for ReLU; the length map keeps q = 1
     assert ch06.variance_preserving_sigma_w("relu") == pytest.approx(math.sqrt(2), rel=1e-10)
     sw = ch06.variance_preserving_sigma_w("gelu")
@@ -132,6 +139,8 @@ def test_bad_input():
         ch06.activation_scrubber(activations=("relu", "softplus"))
     with pytest.raises(ValueError, match="depth"):
         ch06.stacked_mlp(jax.random.PRNGKey(0), width=4, depth=2, sigma_w=1.0)
+    with pytest.raises(ValueError, match="activation"):
+        ch06.mixed_loss_fn(("relu", "softsign"))
 
 
 def test_exercise_checks(capsys):

@@ -455,8 +455,52 @@ def stacked_loss_fn(activation: str):
     return loss_fn
 
 
+@functools.cache
+def mixed_loss_fn(names: tuple[str, ...]):
+    """Like :func:`stacked_loss_fn`, but each model carries its activation: ``params["act"]`` is a one-hot
+    float vector over ``names`` (see :func:`with_activation`) and ``phi = names[argmax(act)]`` through
+    :func:`vgplib.activations.function_by_index`. One :func:`vgplib.train_many` call (one compilation)
+    then trains every activation at once; ``act`` is behind ``stop_gradient``, so its gradient is 0 and
+    SGD or Adam leave it exactly one-hot. Under ``jax.vmap`` every branch is evaluated (a select)."""
+    from vgplib.activations import function_by_index
+
+    names = tuple(names)
+    for n in names:
+        check_name("activation", n, PANEL_ACTIVATIONS)
+
+    def logits(params, x):
+        idx = jnp.argmax(jax.lax.stop_gradient(params["act"]))
+        hi = jax.lax.Precision.HIGHEST
+
+        def phi(a):
+            return function_by_index(idx, a, names)
+
+        h = phi(jnp.matmul(x, params["first"]["W"].T, precision=hi) + params["first"]["b"])
+
+        def layer(h, p):
+            return phi(jnp.matmul(h, p["W"].T, precision=hi) + p["b"]), None
+
+        h, _ = jax.lax.scan(layer, h, params["hidden"])
+        return jnp.matmul(h, params["last"]["W"].T, precision=hi) + params["last"]["b"]
+
+    def loss_fn(params, x, y):
+        return optax.softmax_cross_entropy_with_integer_labels(logits(params, x), y).mean()
+
+    def accuracy_fn(params, x, y):
+        return jnp.mean(jnp.argmax(logits(params, x), axis=-1) == y)
+
+    loss_fn.accuracy = accuracy_fn
+    loss_fn.__name__ = "mixed_loss_" + "_".join(names)
+    return loss_fn
+
+
+def with_activation(params: dict, index: int, n_names: int) -> dict:
+    """:func:`stacked_mlp` parameters plus ``"act"``: the one-hot vector of activation ``index`` (float32)."""
+    return {**params, "act": jax.nn.one_hot(index, n_names, dtype=jnp.float32)}
+
+
 def model(params_batch, m: int) -> list[dict]:
-    """Model ``m`` of a batch of :func:`stacked_mlp` parameters, in list-of-layers form."""
+    """Model ``m`` of a batch of :func:`stacked_mlp` parameters, in list-of-layers form (``act`` dropped)."""
     return as_layers(jax.tree_util.tree_map(lambda leaf: leaf[m], params_batch))
 
 
