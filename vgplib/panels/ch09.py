@@ -31,12 +31,7 @@ from matplotlib.figure import Figure
 
 from vgplib._validate import check_name, check_positive_int
 from vgplib.activations import ACTIVATION_NAMES, get_activation
-from vgplib.highway import (
-    highway_forward,
-    highway_jacobian_parts,
-    highway_jacobians,
-    init_highway,
-)
+from vgplib.highway import highway_forward, highway_jacobians, init_highway
 from vgplib.init import init_mlp
 from vgplib.jacobians import first_layers_log_singular_values, layer_jacobians
 from vgplib.networks import dense, mlp_forward
@@ -393,20 +388,18 @@ def shattered_figure(depths: Sequence[int], corr: Mapping[str, np.ndarray], grad
 
 
 def highway_measurements(gate_biases: Sequence[float], depth: int = 100, width: int = 16, seed: int = 0) -> dict:
-    """For each gate bias: the mean carry gate ``1 - T`` over layers and units, the mean diagonal of the
-    Jacobian's carry part, log10 of the largest singular value and the spread ``log10(max / geometric
+    """For each gate bias: the mean carry gate ``1 - T`` over layers and units (the diagonal of the
+    Jacobian's carry part, :func:`vgplib.highway.highway_jacobian_parts`), log10 of the largest singular value and the spread ``log10(max / geometric
     mean)`` of ``dh_L/dh_0`` (tanh highway network, ``W, W_T ~ N(0, 1/n)``, one input ``x ~ N(0, I)``)."""
     x = jax.random.normal(jax.random.PRNGKey(seed + 1), (width,))
-    rows = {"carry": [], "carry_diag": [], "max": [], "spread": []}
+    rows = {"carry": [], "max": [], "spread": []}
     for bias in gate_biases:
         params = init_highway(jax.random.PRNGKey(seed), width, depth, gate_bias=float(bias))
         tr = highway_forward(params, x, "tanh", return_all=True)
         J = highway_jacobians(params, x, "tanh")
-        parts = highway_jacobian_parts(params, x, "tanh")
         sv = np.asarray(first_layers_log_singular_values(J), np.float64) / _LN10
         geo = float(np.sum(np.linalg.slogdet(np.asarray(J, np.float64))[1])) / width / _LN10
         rows["carry"].append(float(np.mean(1.0 - np.stack([np.asarray(t) for t in tr.gate]))))
-        rows["carry_diag"].append(float(np.mean(np.diagonal(np.asarray(parts.carry), axis1=1, axis2=2))))
         rows["max"].append(sv[0])
         rows["spread"].append(sv[0] - geo)
     return {k: np.asarray(v) for k, v in rows.items()}
