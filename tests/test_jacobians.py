@@ -110,10 +110,13 @@ def test_vector_products_are_the_gradients():
         np.testing.assert_allclose(V[l], jax.grad(loss_of_xl)(tr.post[l], l), rtol=1e-5, atol=1e-7)
 
 
+# Every new (depth, width) compiles init, the sweep and the jacrev oracle anew (5-7 s CPU per example):
+# shapes come from a menu that keeps the extremes (1 and 30 layers, 1 and 64 units) so that examples
+# share compilations (the test: 67 -> 44 s CPU at load 17); activation, init and seed vary as before.
 @settings(max_examples=20, deadline=None)
 @given(
-    depth=st.integers(1, 30),
-    width=st.integers(1, 64),
+    depth=st.sampled_from([1, 2, 3, 7, 30]),
+    width=st.sampled_from([1, 2, 5, 16, 64]),
     activation=st.sampled_from(["sigmoid", "tanh", "relu", "leaky_relu", "elu", "swish", "gelu", "erf", "linear"]),
     init=st.sampled_from(list(vgplib.INIT_NAMES)),
     seed=st.integers(0, 2**16),
