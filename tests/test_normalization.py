@@ -38,7 +38,7 @@ def test_batch_jacobians_equal_jacrev_of_the_batch_map(x64, norm):
     assert J.shape == (L, B, n, B, n)
     h = X
     for l, layer in enumerate(params):
-        ref = jax.jacrev(lambda z, layer=layer: vgplib.mlp_forward([layer], z, "tanh", norm=norm))(h)
+        ref = jax.jit(jax.jacrev(lambda z, layer=layer: vgplib.mlp_forward([layer], z, "tanh", norm=norm)))(h)
         np.testing.assert_allclose(J[l], ref, atol=1e-12)
         h = vgplib.mlp_forward([layer], h, "tanh", norm=norm)
     off = J * (1 - jnp.eye(B))[None, :, None, :, None]  # the cross-example blocks b != c
@@ -58,8 +58,21 @@ def test_unequal_widths_give_a_list(x64):
     Js = vgplib.batch_layer_jacobians(params, X, "relu", norm="batch")
     assert [J.shape for J in Js] == [(4, 5, 4, 3), (4, 2, 4, 5)]
     h1 = vgplib.mlp_forward(params[:1], X, "relu", norm="batch")
-    ref = jax.jacrev(lambda z: vgplib.mlp_forward(params[1:], z, "relu", norm="batch"))(h1)
+    ref = jax.jit(jax.jacrev(lambda z: vgplib.mlp_forward(params[1:], z, "relu", norm="batch")))(h1)
     np.testing.assert_allclose(Js[1], ref, atol=1e-12)
+    G = jax.random.normal(jax.random.PRNGKey(2), (4, 2), jnp.float64)  # the unrolled streaming path
+    v1 = jnp.einsum("bi,bicj->cj", G, Js[1])
+    expected = [jnp.linalg.norm(jnp.einsum("bi,bicj->cj", v1, Js[0])), jnp.linalg.norm(v1), jnp.linalg.norm(G)]
+    for cross in (True, False):
+        logs = vgplib.batch_gradient_norms(params, X, G, "relu", norm="batch", cross_example=cross)
+        if cross:
+            np.testing.assert_allclose(np.exp(logs), np.array(expected), rtol=1e-10)
+        else:  # the diagonal blocks only
+            diag = [jnp.stack([J[b, :, b, :] for b in range(4)]) for J in Js]  # (B, n_l, n_{l-1})
+            d1 = jnp.einsum("bi,bij->bj", G, diag[1])
+            d0 = jnp.einsum("bi,bij->bj", d1, diag[0])
+            np.testing.assert_allclose(np.exp(logs), [jnp.linalg.norm(d0), jnp.linalg.norm(d1), jnp.linalg.norm(G)],
+                                       rtol=1e-10)
 
 
 @pytest.mark.parametrize("eps", [0.0, 1e-5, 0.3])
@@ -67,7 +80,7 @@ def test_batch_norm_closed_form(x64, eps):
     B, n = 6, 3
     a = jax.random.normal(jax.random.PRNGKey(2), (B, n), jnp.float64) * 2 + 1
     blocks = vgplib.batch_norm_jacobian(a, eps)  # (n, B, B)
-    ref = jax.jacrev(lambda z: vgplib.normalize(z, "batch", eps))(a)  # (B, n, B, n)
+    ref = jax.jit(jax.jacrev(lambda z: vgplib.normalize(z, "batch", eps)))(a)  # (B, n, B, n)
     np.testing.assert_allclose(jnp.einsum("ibc,ij->bicj", blocks, jnp.eye(n)), ref, atol=1e-12)
     if eps == 0.0:  # sigma times the Jacobian is an orthogonal projection of rank B - 2
         c = a - a.mean(0)
@@ -93,7 +106,7 @@ def test_streaming_norms_equal_jax_grad_and_the_jacobians(x64, norm):
         def energy(z, top=params[l:]):
             return jnp.sum(G * vgplib.mlp_forward(top, z, "tanh", norm=norm))
 
-        g = jax.grad(energy)(h_l) if l < L else G
+        g = jax.jit(jax.grad(energy))(h_l) if l < L else G
         np.testing.assert_allclose(float(logs[l]), math.log(float(jnp.linalg.norm(g))), atol=1e-10)
     # cross_example=False keeps only the diagonal blocks of the exact Jacobians
     J = vgplib.batch_layer_jacobians(params, X, "tanh", norm=norm)

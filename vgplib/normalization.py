@@ -234,7 +234,8 @@ def _gradient_log_norms(params, X, g_out, act, norm, eps, cross_example):
             w = jax.vjp(lambda z, layer=layer: norm_layer(layer, z, act, norm, eps), h)[1](v)[0]
         else:
             w = _diagonal_vjp(layer, h, v, act, norm, eps)
-        flat, s = renormalized_step(v.reshape(-1), s, w.reshape(-1))
+        # the direction argument only matters for an inactive step; widths may change from layer to layer
+        flat, s = renormalized_step(w.reshape(-1), s, w.reshape(-1))
         v = flat.reshape(w.shape)
         logs.append(s)
     return jnp.stack(logs[::-1])
@@ -261,7 +262,32 @@ def batch_gradient_norms(params, X, g_out, activation: str | Activation = "tanh"
         raise ValueError("g_out must not be all zeros (its norm is the starting scale)")
     if not isinstance(cross_example, bool):
         raise TypeError(f"cross_example must be a bool; got {type(cross_example).__name__}")
+    if len(set(shapes)) == 1 and shapes[0][0] == shapes[0][1] and all(set(p) <= {"W", "b"} for p in params):
+        # equal square layers: one scanned layer body to compile instead of L unrolled ones
+        return _stacked_gradient_log_norms(stack_layers(params), X, g_out, act, norm, eps, cross_example)
     return _gradient_log_norms(list(params), X, g_out, act, norm, eps, cross_example)
+
+
+@partial(jax.jit, static_argnames=("act", "norm", "cross_example"))
+def _stacked_gradient_log_norms(stacked, X, g_out, act, norm, eps, cross_example):
+    def forward(h, layer):
+        return norm_layer(layer, h, act, norm, eps), h
+
+    _, inputs = jax.lax.scan(forward, X, stacked)  # inputs[l-1] = h_{l-1}
+    r0 = jnp.linalg.norm(g_out)
+
+    def backward(carry, xs):
+        v, s = carry
+        layer, h = xs
+        if cross_example:
+            w = jax.vjp(lambda z: norm_layer(layer, z, act, norm, eps), h)[1](v)[0]
+        else:
+            w = _diagonal_vjp(layer, h, v, act, norm, eps)
+        flat, s = renormalized_step(v.reshape(-1), s, w.reshape(-1))
+        return (flat.reshape(w.shape), s), s
+
+    _, logs = jax.lax.scan(backward, (g_out / r0, jnp.log(r0)), (stacked, inputs), reverse=True)
+    return jnp.concatenate([logs, jnp.log(r0)[None]])
 
 
 @partial(jax.jit, static_argnames=("activations",))
