@@ -40,7 +40,7 @@ from vgplib._validate import check_positive_int
 from vgplib.activations import get_activation
 from vgplib.data import ADDING_BASELINE_MSE, adding_problem
 from vgplib.jacobians import log_norms
-from vgplib.plots import new_figure
+from vgplib.plots import freeze_axes, freeze_decorations, new_figure
 from vgplib.recurrent import (
     _jacobians_one,
     _pairwise,
@@ -522,10 +522,20 @@ def panel_controls() -> dict:
     }
 
 
+def make_panel_figure_live():
+    """:func:`make_panel_figure` with the colorbar and both heat maps' frames frozen into pixels (live panel)."""
+    fig, update = make_panel_figure()
+    ax1, ax2, cax = fig.axes
+    freeze_axes(fig, cax)
+    freeze_decorations(fig, ax1)
+    freeze_decorations(fig, ax2)
+    return fig, update
+
+
 @register_panel("ch10.carousel")
 def carousel_panel() -> LivePanel:
     """Live panel: forget-gate bias and T -> the heat maps of ||d c_t/d c_k|| and ||d h_t/d h_k||."""
-    return LivePanel(make_panel_figure, panel_controls())
+    return LivePanel(make_panel_figure_live, panel_controls())
 
 
 SCRUBBER_BIASES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
