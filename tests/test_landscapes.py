@@ -130,12 +130,14 @@ def test_linear_map_closed_form_any_T(w, b, T):
     np.testing.assert_allclose(got_g, [outer * dw, outer * db], rtol=1e-10)
 
 
+# T is a static argument (each new T compiles the loss and the gradient): it comes from a menu that
+# keeps the extremes 1 and 60, so examples share compilations (the test 14.9 -> 11.5 s CPU at load 19).
 @settings(max_examples=30, deadline=None)
 @given(
     w=st.floats(-8, 8, allow_nan=False),
     b=st.floats(-5, 5, allow_nan=False),
     a0=st.floats(-2, 2, allow_nan=False),
-    T=st.integers(1, 60),
+    T=st.sampled_from([1, 2, 3, 10, 26, 60]),
 )
 def test_gradient_matches_numpy_forward_mode(w, b, a0, T):
     with jax.enable_x64(True):
