@@ -141,8 +141,8 @@ def init_variance(init: str, fan_in: int, fan_out: int, sigma_w: float = 1.0) ->
     """``Var(W_ij)`` of an initializer (its formula, not a sample): e.g. ``2 / (fan_in + fan_out)`` for Glorot.
 
     With it, a linear(ized) layer multiplies the forward variance by ``fan_in Var(W)`` and the
-    backward variance by ``fan_out Var(W)`` (Glorot & Bengio 2010, eqs. 10-11 in our notation
-    ``a_l = W_l h_{l-1}``); the two are equal only when ``fan_in = fan_out``. ``orthogonal`` gives
+    backward variance by ``fan_out Var(W)`` (the two conditions of Glorot & Bengio 2010, in our
+    notation ``a_l = W_l h_{l-1}``); the two are equal only when ``fan_in = fan_out``. ``orthogonal`` gives
     ``sigma_w^2 / max(fan_in, fan_out)`` (the orthonormal rows or columns spread their unit norm
     over the longer side); ``negative_mean`` its ``0.1^2`` about the mean.
     """
