@@ -255,7 +255,7 @@ def depth_sweep_figure(depths: Sequence[int], sweep: Mapping[str, Mapping[str, n
     """Left: measured RMS singular value (markers) against the mean-field line; right: the spread
     ``log10 sigma_max - log10 (geometric mean)`` (0 for an isometry)."""
     fig, (ax1, ax2) = new_figure(figsize=(7.0, 3.2), dpi=96, ncols=2,
-                                 margins={"left": 0.1, "right": 0.98, "bottom": 0.16, "top": 0.9, "wspace": 0.3})
+                                 margins={"left": 0.1, "right": 0.98, "bottom": 0.16, "top": 0.9, "wspace": 0.36})
     for k, d in sweep.items():
         label = "plain" if k == "plain" else f"alpha = {k}"
         ax1.plot(depths, d["rms"], "o", ms=4, color=_COLORS[k], label=label)
@@ -266,9 +266,11 @@ def depth_sweep_figure(depths: Sequence[int], sweep: Mapping[str, Mapping[str, n
         ax.set_xlabel("depth L")
         ax.grid(True, alpha=0.3)
     ax1.set_ylabel("log10 RMS singular value")
+    ax1.yaxis.set_label_coords(-0.14, 0.5)  # clear of the tick labels ("-15")
     ax1.set_title("size: measured (dots), mean field (lines)", fontsize=9)
-    ax2.set_yscale("symlog", linthresh=1.0)
+    ax2.set_yscale("log")  # every spread is > 0 (0 only for an exact isometry)
     ax2.set_ylabel("log10 (largest / geometric mean)")
+    ax2.yaxis.set_label_coords(-0.17, 0.5)
     ax2.set_title("spread of the singular values", fontsize=9)
     ax2.legend(fontsize=8, frameon=False, loc="upper left")
     return fig
@@ -368,7 +370,7 @@ def shattered_figure(depths: Sequence[int], corr: Mapping[str, np.ndarray], grad
     """Left: ``dy/dx`` over the input grid for the deepest plain and residual network (each scaled by its
     largest absolute value); right: the neighbour correlation of the gradients against depth."""
     fig, (ax1, ax2) = new_figure(figsize=(7.0, 3.0), dpi=96, ncols=2,
-                                 margins={"left": 0.08, "right": 0.98, "bottom": 0.17, "top": 0.9, "wspace": 0.28})
+                                 margins={"left": 0.1, "right": 0.98, "bottom": 0.17, "top": 0.9, "wspace": 0.36})
     colors = {"plain": _COLORS["plain"], "residual": _COLORS["1/sqrt(L)"]}
     for name, g in grads.items():
         xs = np.linspace(-2.0, 2.0, len(g))
@@ -376,11 +378,13 @@ def shattered_figure(depths: Sequence[int], corr: Mapping[str, np.ndarray], grad
         ax2.plot(depths, corr[name], "o-", ms=4, color=colors[name], label=name)
     ax1.set_xlabel("input x")
     ax1.set_ylabel("dy/dx (scaled)")
+    ax1.yaxis.set_label_coords(-0.15, 0.5)
     ax1.set_title(f"depth {depths[-1]}", fontsize=9)
     ax1.legend(fontsize=8, frameon=False, loc="lower left")
     ax2.set_xscale("log", base=2)
     ax2.set_xlabel("depth L")
     ax2.set_ylabel("neighbour correlation")
+    ax2.yaxis.set_label_coords(-0.19, 0.5)
     ax2.set_title("correlation of dy/dx at neighbouring x", fontsize=9)
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
