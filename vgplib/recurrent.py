@@ -7,8 +7,8 @@ Parameters are one dict ``{"W": (k n, n), "U": (k n, d), "b": (k n,)}`` per netw
 - LSTM with forget gate (Hochreiter & Schmidhuber 1997; Gers, Schmidhuber & Cummins 2000), gate
   blocks in the order of :data:`LSTM_GATES` (input, forget, cell candidate, output)::
 
-      i, f, o = sigmoid(W_. h_{t-1} + U_. x_t + b_.),   g = phi(W_g h_{t-1} + U_g x_t + b_g)
-      c_t = f * c_{t-1} + i * g,    h_t = o * phi(c_t)
+      i, f, o = sigmoid(W_. h_{t-1} + U_. x_t + b_.),   c~ = phi(W_g h_{t-1} + U_g x_t + b_g)
+      c_t = f * c_{t-1} + i * c~,    h_t = o * phi(c_t)
 
   The recurrent state is ``s_t = [h_t; c_t]`` (size ``2n``).
 - GRU (Cho et al. 2014, eqs. 5-8), gate blocks in the order of :data:`GRU_GATES`::
@@ -247,7 +247,7 @@ def rnn_cell(params, h, x, activation: str | Activation = "tanh") -> Array:
 def lstm_cell(params, h, c, x, activation: str | Activation = "tanh") -> tuple[Array, Array]:
     """One LSTM step with forget gate (Hochreiter & Schmidhuber 1997; Gers et al. 2000): ``(h_t, c_t)``.
 
-    ``c_t = f_t * c_{t-1} + i_t * g_t`` and ``h_t = o_t * phi(c_t)``; see :func:`lstm_gates`.
+    ``c_t = f_t * c_{t-1} + i_t * c~_t`` and ``h_t = o_t * phi(c_t)``; see :func:`lstm_gates`.
     """
     act = get_activation(activation)
     h, x, c = _check_cell_args(params, h, x, "lstm", c)
@@ -497,7 +497,7 @@ def lstm_step_blocks(params, h, c, x, activation: str | Activation = "tanh") -> 
     """The four blocks of the LSTM step Jacobian ``d [h_t; c_t] / d [h_{t-1}; c_{t-1}]``, in closed form.
 
     With ``a_t = W h_{t-1} + U x_t + b`` split into the gate blocks ``(a_i, a_f, a_g, a_o)``, ``i, f, o``
-    their sigmoids, ``g = phi(a_g)``, ``c_t = f * c_{t-1} + i * g`` and ``h_t = o * phi(c_t)``:
+    their sigmoids, ``c~ = phi(a_g)``, ``c_t = f * c_{t-1} + i * c~`` and ``h_t = o * phi(c_t)``:
 
         d c_t / d c_{t-1} = diag(f_t)                       (the constant error carousel)
         d c_t / d h_{t-1} = diag(c_{t-1} sigma'(a_f)) W_f + diag(g sigma'(a_i)) W_i + diag(i phi'(a_g)) W_g

@@ -1,9 +1,9 @@
 """Chapter 10, *Gating: LSTM and GRU*: its live panel, its experiments' helpers and its exercises.
 
-Notation (DESIGN.md 2b): the recurrent state is ``s_t``; for the LSTM ``s_t = [h_t; c_t]`` with
+Notation (DESIGN.md 2b): the recurrent state is ``s_t``; for the LSTM ``s_t = [h_t; c_t]`` with::
 
-    i, f, o = sigmoid(W_. h_{t-1} + U_. x_t + b_.),  g = tanh(W_g h_{t-1} + U_g x_t + b_g),
-    c_t = f * c_{t-1} + i * g,                        h_t = o * tanh(c_t)
+    i, f, o = sigmoid(W_. h_{t-1} + U_. x_t + b_.),  c~ = tanh(W_g h_{t-1} + U_g x_t + b_g),
+    c_t = f * c_{t-1} + i * c~,                        h_t = o * tanh(c_t)
 
 (Hochreiter & Schmidhuber 1997, with the forget gate of Gers, Schmidhuber & Cummins 2000), and for
 the GRU ``h_t = z * h_{t-1} + (1 - z) * tanh(W_h (r * h_{t-1}) + U_h x_t + b_h)`` (Cho et al. 2014).
