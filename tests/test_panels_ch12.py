@@ -4,6 +4,7 @@ Oracles: optax's own update applied op by op outside jit, the float64 formulas o
 optax's RMSprop, jax.grad of the threshold network, the closed-form flush thresholds.
 """
 
+import io
 import math
 
 import jax
@@ -11,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from PIL import Image
 
 from vgplib.panels import ch12
 from vgplib.plots import MIN_TEXT_PX, min_text_px
-from vgplib.widgets import count_compiles
+from vgplib.widgets import LivePanel, count_compiles
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +89,22 @@ def test_panel_never_compiles_and_reports_frozen_layers():
     assert sgd == "float32 leaves layers 1-8 exactly unchanged", sgd
     assert adam == "" and rms.startswith("float32 leaves"), (adam, rms)
     assert min_text_px(panel.fig) >= MIN_TEXT_PX
+
+
+def test_live_figure_freezes_the_frame_and_draws_the_same_pixels():
+    """The live panel draws its fixed frame as pixels, yet its PNG equals the plain figure's (same dpi)."""
+    live = ch12.step_panel()
+    assert live.make_figure is ch12.make_step_figure_live
+    ax = live.fig.axes[0]
+    assert not ax.yaxis.get_visible() and not ax.xaxis.get_visible() and live.fig.images
+    plain = LivePanel(ch12.make_step_figure, ch12.step_controls(), freeze_legend=True)
+    assert ax.get_ylim() == plain.fig.axes[0].get_ylim()
+    for move in ({"optimizer": "sgd", "log10_lr": -1.0, "log10_eps": -8.0},
+                 {"optimizer": "rmsprop", "log10_lr": ch12.LOG_LR_MAX, "log10_eps": ch12.LOG_EPS_MIN}):
+        assert live.set(**move) == plain.set(**move)
+        a, b = (np.asarray(Image.open(io.BytesIO(bytes(p.image.value))).convert("RGB"), np.int16) for p in (live, plain))
+        assert a.shape == b.shape
+        assert np.sum(np.abs(a - b).max(-1) > 8) <= 20  # antialiasing at the frame's edges only
 
 
 def test_figures_are_readable():

@@ -29,7 +29,7 @@ from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.data import load_digits
 from vgplib.init import init_mlp
 from vgplib.jacobians import stable_norm
-from vgplib.plots import FLOAT32_TINY, new_figure
+from vgplib.plots import FLOAT32_TINY, freeze_decorations, new_figure
 from vgplib.training import mlp_loss_fn
 from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
@@ -257,10 +257,22 @@ def step_controls(optimizer: str = "adam", log10_lr: float = -3.0, log10_eps: fl
     }
 
 
+def make_step_figure_live() -> tuple[Figure, object]:
+    """:func:`make_step_figure` with the axes' fixed frame (log ticks, grid, labels, legend) frozen into pixels.
+
+    The limits, ticks and legend never change with the controls, so only the three lines, the two
+    reference lines, their label and the title are drawn per move (live panel only; the scrubber
+    keeps :func:`make_step_figure`).
+    """
+    fig, update = make_step_figure()
+    freeze_decorations(fig, fig.axes[0])
+    return fig, update
+
+
 @register_panel("ch12.optimizer_step")
 def step_panel() -> LivePanel:
     """A new live panel: one step of SGD, RMSprop or Adam on the deep sigmoid network, per layer."""
-    return LivePanel(make_step_figure, step_controls(), freeze_legend=True)
+    return LivePanel(make_step_figure_live, step_controls(), freeze_legend=True)
 
 
 def step_scrubber(values=SCRUBBER_LOG_EPS, alt: str | None = None, dpi: int = 100):
