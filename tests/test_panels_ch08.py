@@ -52,6 +52,11 @@ def test_panel_never_compiles_after_the_first_draw_and_its_figure_is_readable():
     fig, update = ch08.make_gradient_figure()
     update(batch=8, depth=20, norm="batch", activation="linear")
     assert min_text_px(fig, dpi=100) >= MIN_TEXT_PX  # the scrubber's frames are drawn at dpi 100
+    # the live panel draws its fixed frame (ticks, labels, grid, legend) once, as pixels behind the
+    # data; the scrubber's figure stays plain
+    assert panel.make_figure is ch08.make_gradient_figure_live
+    assert panel.fig.images and not fig.images
+    assert not panel.fig.axes[0].yaxis.get_visible() and fig.axes[0].yaxis.get_visible()
 
 
 def test_growth_experiment_and_figures():

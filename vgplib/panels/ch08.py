@@ -33,7 +33,7 @@ from vgplib.normalization import (
     masked_gradient_log_norms,
     normalized_gradient_growth,
 )
-from vgplib.plots import new_figure
+from vgplib.plots import freeze_decorations, new_figure
 from vgplib.theory import chi1
 from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
 
@@ -177,6 +177,14 @@ def make_gradient_figure() -> tuple[Figure, object]:
     return fig, update
 
 
+def make_gradient_figure_live() -> tuple[Figure, object]:
+    """:func:`make_gradient_figure` with its fixed frame (log ticks, labels, grid, legend) frozen into
+    pixels (live panel; the scrubber keeps the plain figure)."""
+    fig, update = make_gradient_figure()
+    freeze_decorations(fig, fig.axes[0])
+    return fig, update
+
+
 def gradient_controls(batch: int = 16, depth: int = 30, norm: str = "batch", activation: str = "relu") -> dict:
     """Batch-size slider ``4..64``, depth slider ``1..50``, normalization and activation selectors."""
     return {
@@ -196,7 +204,7 @@ def gradient_panel() -> LivePanel:
         for norm in PANEL_NORMS:
             for batch in range(MIN_BATCH, MAX_BATCH + 1):
                 growth_factor(act, norm, batch if norm == "batch" else MIN_BATCH)
-    return LivePanel(make_gradient_figure, controls, freeze_legend=True)
+    return LivePanel(make_gradient_figure_live, controls, freeze_legend=True)
 
 
 def gradient_scrubber(activation: str = "relu", norm: str = "batch", depth: int = MAX_DEPTH,
