@@ -127,3 +127,24 @@ def test_exercise_checks(capsys):
     assert ch09.check_rms_limit(math.log10(math.e)) is False
     assert ch09.check_cancelling_weight(-1.0) is True and ch09.check_cancelling_weight(1.0) is False
     assert ch09.check_gate_bias(-math.log(19)) is True and ch09.check_gate_bias(math.log(19)) is False
+
+
+def test_live_figure_is_pixel_identical_to_the_scrubbers_figure():
+    """The live panel draws its static x axis, y label and legend from pixels copied once; every
+    move's PNG must equal that of the plain figure (same dpi, legend frozen as the panel does)."""
+    import io
+
+    from PIL import Image
+
+    from vgplib.plots import figure_png
+    from vgplib.widgets import LivePanel
+
+    live = ch09.spectrum_panel()
+    plain = LivePanel(ch09.make_spectrum_figure, ch09.spectrum_controls(), freeze_legend=True)
+    ax = live.fig.axes[0]
+    assert not ax.xaxis.get_visible() and not ax.yaxis.label.get_visible()  # drawn as pixels
+    for move in ({"depth": 1, "alpha_rule": "1"}, {"depth": 1000, "alpha_rule": "1/L"},
+                 {"depth": 37, "alpha_rule": "1/sqrt(L)"}, {"depth": 1000, "alpha_rule": "1"}):
+        assert live.set(**move) == plain.set(**move)
+        a, b = (np.asarray(Image.open(io.BytesIO(figure_png(p.fig)))) for p in (live, plain))
+        np.testing.assert_array_equal(a, b, err_msg=str(move))

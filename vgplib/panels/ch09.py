@@ -27,8 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from vgplib._validate import check_name, check_positive_int
 from vgplib.activations import ACTIVATION_NAMES, get_activation
@@ -225,6 +228,76 @@ def make_spectrum_figure() -> tuple[Figure, object]:
     return fig, update
 
 
+class _FrozenPixels(Artist):
+    """Pixel blocks copied from a draw of the figure, written back as they are on every draw (no
+    resampling: a :meth:`Figure.figimage` of the same pixels costs about 3 ms per block per draw)."""
+
+    def __init__(self, blocks: Sequence[tuple[np.ndarray, int, int]]) -> None:
+        super().__init__()
+        self._blocks = [(np.ascontiguousarray(px[::-1]), x0, y0) for px, x0, y0 in blocks]  # rows bottom-up
+
+    def draw(self, renderer) -> None:
+        if not self.get_visible():
+            return
+        gc = renderer.new_gc()
+        for px, x0, y0 in self._blocks:
+            renderer.draw_image(gc, x0, y0, px)
+        gc.restore()
+        self.stale = False
+
+
+def _freeze_static_frame(fig: Figure, ax: Axes) -> None:
+    """Draw the parts of ``ax`` that no move changes (the x axis: ticks, tick labels and label; the
+    y axis's label; the legend) once, as pixels behind the axes; the y ticks and labels stay live.
+
+    Like :func:`vgplib.plots.freeze_decorations`, which needs fixed limits on both axes: here the y
+    range follows the data (the spectra span from 1 to more than 100 decades), so the y ticks are
+    redrawn per move. Only the strips are copied, and written back without resampling; the spines
+    and the background are still drawn, above and below the data as before. The axis labels are
+    pinned (:func:`vgplib.plots.fix_label_positions`), so their pixels are where matplotlib would
+    draw them: every PNG is pixel-identical to the unfrozen figure's. Live panel only (``fig.dpi``).
+    """
+    # hidden while the copy is drawn: what stays live (the spines too, drawn over the copy's edge)
+    live = [a for a in (*ax.lines, *ax.texts, *ax.collections, ax.title, *ax.spines.values()) if a.get_visible()]
+    for artist in live:
+        artist.set_visible(False)
+    ax.yaxis.set_tick_params(which="both", left=False, labelleft=False)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+    height, width = pixels.shape[:2]
+    renderer = fig.canvas.get_renderer()
+    xbox = ax.xaxis.get_tightbbox(renderer)  # the tick labels and the label, without the tick marks:
+    xbox = Bbox.from_extents(xbox.x0, xbox.y0, xbox.x1, ax.get_window_extent(renderer).y0)  # up to the spine
+    boxes = [xbox, ax.yaxis.label.get_window_extent(renderer)]
+    legend = ax.get_legend()
+    if legend is not None and legend.get_visible():
+        boxes.append(legend.get_window_extent(renderer))
+        legend.set_visible(False)
+    ax.yaxis.set_tick_params(which="both", left=True, labelleft=True)
+    for artist in live:
+        artist.set_visible(True)
+    blocks = []
+    for box in boxes:
+        box = box.padded(1)
+        x0, y0 = max(math.floor(box.x0), 0), max(math.floor(box.y0), 0)
+        x1, y1 = min(math.ceil(box.x1), width), min(math.ceil(box.y1), height)
+        blocks.append((pixels[height - y1 : height - y0, x0:x1], x0, y0))
+    ax.xaxis.set_visible(False)
+    ax.yaxis.label.set_visible(False)
+    frozen = _FrozenPixels(blocks)
+    frozen.set_zorder(-1)
+    fig.add_artist(frozen)
+
+
+def make_spectrum_figure_live() -> tuple[Figure, object]:
+    """:func:`make_spectrum_figure` with its static x axis, y label and legend frozen into pixels
+    (live panel only; the scrubber keeps the plain figure). Same content: the y ticks, the data and
+    the title are live."""
+    fig, update = make_spectrum_figure()
+    _freeze_static_frame(fig, fig.axes[0])
+    return fig, update
+
+
 def spectrum_controls(depth: int = 100, alpha_rule: str = "1/sqrt(L)") -> dict:
     """Depth slider ``1..MAX_DEPTH`` and the branch-scale rule."""
     return {
@@ -236,7 +309,7 @@ def spectrum_controls(depth: int = 100, alpha_rule: str = "1/sqrt(L)") -> dict:
 @register_panel("ch09.residual_spectrum")
 def spectrum_panel() -> LivePanel:
     """A new live panel: singular values of the input-output Jacobian, plain against residual."""
-    return LivePanel(make_spectrum_figure, spectrum_controls(), freeze_legend=True)
+    return LivePanel(make_spectrum_figure_live, spectrum_controls(), freeze_legend=True)
 
 
 def spectrum_scrubber(alpha_rule: str = "1/sqrt(L)", depths: Sequence[int] = SCRUBBER_DEPTHS,
