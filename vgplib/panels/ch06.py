@@ -39,7 +39,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import activation_by_index, get_activation
 from vgplib.jacobians import renormalized_step
-from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
+from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, freeze_decorations, new_figure
 from vgplib.theory import gaussian_expectation, length_map_and_chi, q_star_and_chi
 from vgplib.units import slope_distribution_by_index
 from vgplib.widgets import (
@@ -258,6 +258,67 @@ def make_panel_figure(sigma_b: float = 0.0):
     return fig, update
 
 
+def _freeze_frame_but_y_ticks(fig: Figure, ax) -> None:
+    """Draw ``ax``'s static frame once, as pixels behind the axes: spines, background, the x axis (ticks,
+    tick labels, label), the y label and the legend. Only the y ticks, tick labels and grid lines stay
+    live (the y range follows the data). Like :func:`vgplib.plots.freeze_decorations`, for live panels only."""
+    data = [a for a in (*ax.lines, *ax.patches, *ax.collections, *ax.texts, ax.title) if a.get_visible()]
+    for artist in data:
+        artist.set_visible(False)
+    ax.tick_params(axis="y", which="both", left=False, labelleft=False)
+    ax.yaxis.grid(False, which="major")
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+    height, width = pixels.shape[:2]
+    box = ax.get_tightbbox(fig.canvas.get_renderer()).padded(1)
+    x0, y0 = max(math.floor(box.x0), 0), max(math.floor(box.y0), 0)
+    x1, y1 = min(math.ceil(box.x1), width), min(math.ceil(box.y1), height)
+    ax.tick_params(axis="y", which="major", left=True, labelleft=True)
+    ax.yaxis.grid(True, which="major")
+    for artist in data:
+        artist.set_visible(True)
+    ax.xaxis.set_visible(False)
+    ax.yaxis.label.set_visible(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.patch.set_visible(False)
+    if ax.get_legend() is not None:
+        ax.get_legend().set_visible(False)
+    fig.figimage(pixels[height - y1 : height - y0, x0:x1], xo=x0, yo=y0, origin="upper", zorder=-1)
+
+
+def make_panel_figure_live(sigma_b: float = 0.0):
+    """:func:`make_panel_figure` for the live panel: the slope axes' frame (fixed limits) and the gradient
+    axes' frame except its data-dependent y ticks are drawn once as pixels; the same picture per move."""
+    fig, update = make_panel_figure(sigma_b)
+    a1, a2 = fig.axes
+    hidden = [p for p in a1.patches if p.get_visible()]  # the (still empty) histogram: not part of the frame
+    for patch in hidden:
+        patch.set_visible(False)
+    freeze_decorations(fig, a1)
+    for patch in hidden:
+        patch.set_visible(True)
+    _freeze_frame_but_y_ticks(fig, a2)
+    for image in fig.images:
+        _reuse_pixels(image)
+    return fig, update
+
+
+def _reuse_pixels(image) -> None:
+    """Make a static figure image keep what it hands the renderer: matplotlib re-samples a ``figimage`` on
+    every draw (about 8 ms for an axes-sized one here) although its pixels and place never change."""
+    make_image = image.make_image
+    made = {}
+
+    def cached(renderer, magnification=1.0, unsampled=False):
+        key = (renderer.dpi, renderer.width, renderer.height, magnification, unsampled)
+        if key not in made:
+            made[key] = make_image(renderer, magnification, unsampled)
+        return made[key]
+
+    image.make_image = cached
+
+
 def panel_controls(activation: str = "relu", sigma_w: float = 1.4, depth: int = 50) -> dict:
     """Activation selector, ``sigma_w`` slider ``0.5..3`` (step 0.05), depth slider ``1..100``."""
     return {
@@ -276,7 +337,7 @@ def activation_panel() -> LivePanel:
     for activation in PANEL_ACTIVATIONS:
         for sigma_w in sweep_values(controls["sigma_w"], n=10_000):
             _theory(activation, float(sigma_w), 0.0)
-    return LivePanel(make_panel_figure, controls, freeze_legend=True)
+    return LivePanel(make_panel_figure_live, controls, freeze_legend=True)
 
 
 def activation_scrubber(sigma_w: float = 1.4, depth: int = MAX_DEPTH, activations: Sequence[str] = PANEL_ACTIVATIONS,
