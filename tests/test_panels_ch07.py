@@ -94,6 +94,26 @@ def test_panel_never_compiles_after_the_first_draw_and_text_is_readable():
     assert min_text_px(fig, dpi=96) >= MIN_TEXT_PX  # the live panel and the scrubber render at 96 dpi
 
 
+def test_live_figure_draws_the_plain_figure():
+    # the live panel's frozen frames are pixel copies: its PNG matches the scrubber's figure except
+    # where data now lies over a spine (under 0.5% of the pixels)
+    import io
+
+    from PIL import Image
+
+    from vgplib.widgets import LivePanel
+
+    live = ch07.isometry_panel()
+    assert live.make_figure is ch07.make_isometry_figure_live
+    plain = LivePanel(ch07.make_isometry_figure, ch07.isometry_controls(), freeze_legend=True)
+    for setting in ({"depth": 100, "sigma_w": 0.5, "init": "gaussian", "activation": "tanh"},
+                    {"depth": 3, "sigma_w": 2.0, "init": "orthogonal", "activation": "relu"}):
+        assert live.set(**setting) == plain.set(**setting)
+        a, b = (np.asarray(Image.open(io.BytesIO(p.image.value)).convert("RGB"), np.int16) for p in (live, plain))
+        assert a.shape == b.shape
+        assert np.mean(np.abs(a - b).max(axis=-1) > 40) < 0.005
+
+
 def test_scrubber_alt():
     html = ch07.isometry_scrubber(depths=(1, 2)).data
     assert 'alt="Histogram of the log10 singular values of the input-output Jacobian of a width-64 tanh' in html

@@ -26,6 +26,7 @@ import ipywidgets
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
 from vgplib._validate import check_name, check_positive, check_positive_int
@@ -35,7 +36,7 @@ from vgplib.jacobians import (
     first_layers_log_singular_values,
     renormalized_step,
 )
-from vgplib.plots import new_figure
+from vgplib.plots import freeze_decorations, new_figure
 from vgplib.theory import gaussian_expectation, length_map_and_chi
 from vgplib.widgets import (
     LivePanel,
@@ -244,6 +245,46 @@ def make_isometry_figure() -> tuple[Figure, object]:
     return fig, update
 
 
+class _FrozenPixels(Artist):
+    """The pixels of a :meth:`Figure.figimage` blitted as they are: a figimage goes through the image
+    resampling pipeline on every draw (about 7 ms each here) although its pixels never change."""
+
+    def __init__(self, image) -> None:
+        super().__init__()
+        self._pixels = np.ascontiguousarray(image.get_array()[::-1])  # rows bottom-up, as draw_image wants
+        self._xy = (image.ox, image.oy)
+        self.set_zorder(image.get_zorder())
+
+    def draw(self, renderer) -> None:
+        if not self.get_visible():
+            return
+        gc = renderer.new_gc()
+        renderer.draw_image(gc, *self._xy, self._pixels)
+        gc.restore()
+
+
+def make_isometry_figure_live() -> tuple[Figure, object]:
+    """:func:`make_isometry_figure` with the static frames frozen into pixels (live panel only).
+
+    The histogram's limits never change: its whole frame (ticks, labels, legend) is drawn once. The
+    gradient axes' y range follows the data, so only its y ticks and tick labels stay live; its x
+    axis, spines, y label and legend are drawn once. The scrubber keeps the plain figure. Redraw CPU
+    time per move: about 45% of the plain figure's.
+    """
+    fig, update = make_isometry_figure()
+    ax_h, ax_g = fig.axes
+    freeze_decorations(fig, ax_h)
+    ax_g.yaxis.set_tick_params(which="both", left=False, labelleft=False)  # kept out of the pixels
+    freeze_decorations(fig, ax_g)
+    ax_g.yaxis.set_visible(True)
+    ax_g.yaxis.label.set_visible(False)  # in the pixels (its position is pinned: fix_label_positions)
+    ax_g.yaxis.set_tick_params(which="both", left=True, labelleft=True)
+    for image in list(fig.images):  # the same pixels, without the per-draw resampling
+        fig.add_artist(_FrozenPixels(image))
+        image.remove()
+    return fig, update
+
+
 def isometry_controls(depth: int = 50, sigma_w: float = 1.0, init: str = "orthogonal",
                       activation: str = "tanh") -> dict:
     """Depth slider ``1..MAX_DEPTH``, ``sigma_w`` slider, init and activation selectors."""
@@ -264,7 +305,7 @@ def isometry_panel() -> LivePanel:
     for activation in PANEL_ACTIVATIONS:  # the theory for every slider value, once (a few ms each)
         for sigma_w in sweep_values(controls["sigma_w"], n=10_000):
             _theory(activation, float(sigma_w))
-    return LivePanel(make_isometry_figure, controls, freeze_legend=True)
+    return LivePanel(make_isometry_figure_live, controls, freeze_legend=True)
 
 
 def isometry_scrubber(init: str = "gaussian", activation: str = "tanh", sigma_w: float = 1.0,
