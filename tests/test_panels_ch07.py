@@ -87,7 +87,7 @@ def test_panel_never_compiles_after_the_first_draw_and_text_is_readable():
         s2 = panel.set(init="orthogonal", activation="relu", sigma_w=1.4, depth=3)
         s3 = panel.set(init="orthogonal", activation="tanh", sigma_w=0.5, depth=1)
     assert c.count == 0, c.names
-    assert s1.startswith("32 singular values below 1e-8") and s3 == ""
+    assert s1.startswith("underflow: 32 singular values below 1e-8") and s3 == ""
     assert "exactly 0" in s2  # ReLU units that are off make dh_L/dh_0 singular
     fig, update = ch07.make_isometry_figure()
     update(depth=20, sigma_w=1.0, init="gaussian", activation="tanh")

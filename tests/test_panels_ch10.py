@@ -41,7 +41,7 @@ def test_panel_maps_match_direct_products():
 def test_carousel_panel_no_compiles_and_readable():
     panel = ch10.carousel_panel()
     with count_compiles() as compiles:
-        assert panel.set(forget_bias=-2.0, T=60).startswith("below the colour scale")
+        assert panel.set(forget_bias=-2.0, T=60).startswith("underflow of the colour scale")
         assert panel.set(forget_bias=6.0, T=20) == ""
         panel.set(forget_bias=1.0, T=2)
     assert compiles.count == 0

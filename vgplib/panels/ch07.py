@@ -237,9 +237,9 @@ def make_isometry_figure() -> tuple[Figure, object]:
         small = int(np.sum(prof["log10_sv"] < edges[0])) - zero
         notes = []
         if zero:
-            notes.append(f"{zero} singular values are exactly 0 (units with phi' = 0 cut directions)")
+            notes.append(f"zero: {zero} singular values are exactly 0 (units with phi' = 0 cut directions)")
         if small:
-            notes.append(f"{small} singular values below 1e{edges[0]:.0f}")
+            notes.append(f"underflow: {small} singular values below 1e{edges[0]:.0f}")
         return "; ".join(notes) + (": drawn in the first bin" if notes else "")
 
     return fig, update

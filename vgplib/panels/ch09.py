@@ -221,7 +221,7 @@ def make_spectrum_figure() -> tuple[Figure, object]:
         title.set_text(f"L = {depth}, alpha = {alpha_rule} = {alpha:.3g}; log10(max / geometric mean):"
                        f" plain {p[0] - s['plain_geo']:.1f}, residual {r[0] - s['residual_geo']:.2f}")
         if below.any():
-            return (f"plain network: {int(below.sum())} of {n} singular values are more than 10^{FLOOR_DECADES:.1f} below the "
+            return (f"underflow in the plain network: {int(below.sum())} of {n} singular values are more than 10^{FLOOR_DECADES:.1f} below the "
                     "largest (float64's rounding floor): numerically the Jacobian has lost those directions")
         return ""
 

@@ -507,7 +507,7 @@ def make_panel_figure():
                           f"log₁₀‖∂c_T/∂c_0‖ = {row_c:.1f}, log₁₀‖∂h_T/∂h_0‖ = {row_h:.1f}")
         low = min(row_c, row_h)
         if low < HEAT_RANGE[0]:
-            return f"below the colour scale: the products reach 10^{low:.0f} (exact, in log-space)"
+            return f"underflow of the colour scale: the products reach 10^{low:.0f} (exact, in log-space)"
         return ""
 
     return fig, update

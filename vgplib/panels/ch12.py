@@ -239,8 +239,8 @@ def make_step_figure() -> tuple[Figure, object]:
         title.set_text(f"{optimizer}, one step from the initialization: lr = 1e{log10_lr:.1f}{eps_text}")
         frozen = np.flatnonzero(prof["realized"] == 0) + 1
         if frozen.size:
-            return f"float32 leaves layers {frozen[0]}-{frozen[-1]} exactly unchanged" if np.all(
-                np.diff(frozen) == 1) else f"float32 leaves {frozen.size} layers exactly unchanged"
+            return f"zero change: float32 leaves layers {frozen[0]}-{frozen[-1]} exactly unchanged" if np.all(
+                np.diff(frozen) == 1) else f"zero change: float32 leaves {frozen.size} layers exactly unchanged"
         return ""
 
     return fig, update
