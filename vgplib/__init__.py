@@ -13,6 +13,13 @@ import importlib as _importlib
 
 from vgplib.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation, get_activation
 from vgplib.clipping import fan_in_adaptive_clip, tree_angle
+from vgplib.curvature import (
+    HessianIndex,
+    hessian_eigenvalues,
+    hessian_index,
+    hessian_matrix,
+    hessian_vector_product,
+)
 from vgplib.data import (
     ADDING_BASELINE_MSE,
     Digits,
@@ -182,6 +189,7 @@ __all__ = [
     "Digits",
     "GradientRecord",
     "GradientSummary",
+    "HessianIndex",
     "HighwayJacobianParts",
     "HighwayTrace",
     "LSTMBlocks",
@@ -231,6 +239,10 @@ __all__ = [
     "get_activation",
     "gru_cell",
     "gru_step_jacobian",
+    "hessian_eigenvalues",
+    "hessian_index",
+    "hessian_matrix",
+    "hessian_vector_product",
     "highway_forward",
     "highway_jacobians",
     "init_gru",
