@@ -46,6 +46,12 @@ book: $(STAMP)
 # load), so on 2 cores the floor costs little extra wall time. FLOOR_ALONGSIDE=0 runs them after pytest.
 FLOOR_ALONGSIDE ?= 1
 FLOOR_LOG       := $(FLOOR_DIR)/last-run.log
+# pytest runs its test files on TEST_WORKERS processes (pytest-xdist). --dist loadfile keeps each
+# file on one worker, as nbval needs (a notebook's cells run in order in one kernel; nbval's README
+# asks for loadscope/loadfile). A notebook under nbval keeps about one core busy (kernel) while its
+# worker waits, so a serial run left the second core mostly idle. TEST_WORKERS=0 runs serially.
+TEST_WORKERS    ?= 2
+PYTEST          := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test: $(STAMP)
 	bash .ci/ensure-chromium
@@ -55,12 +61,12 @@ test: $(STAMP)
 ifeq ($(FLOOR_ALONGSIDE),1)
 	@echo "test-jax-floor runs alongside pytest; its output follows pytest's (log: $(FLOOR_LOG))"
 	@{ $(FLOOR_RUN); } > $(FLOOR_LOG) 2>&1 & floor=$$!; \
-	  $(PY) -m pytest; main=$$?; \
+	  $(PYTEST); main=$$?; \
 	  wait $$floor; jaxfloor=$$?; \
 	  echo "==================== test-jax-floor (ran alongside pytest): exit $$jaxfloor ===================="; \
 	  cat $(FLOOR_LOG); test $$main = 0 && test $$jaxfloor = 0
 else
-	$(PY) -m pytest
+	$(PYTEST)
 	$(MAKE) test-jax-floor
 endif
 

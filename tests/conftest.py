@@ -83,15 +83,43 @@ def _children_cpu() -> float:
 TIME_REPORT_FILES = 25
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem):
-    wall, cpu, child = time.perf_counter(), time.process_time(), _children_cpu()
+_CPU_KEY = "vgp_cpu"
+
+
+def _timed_phase(item: pytest.Item, when: str):
+    """Wrap one test phase: its own CPU and its finished children's CPU go into the phase's report
+    (``user_properties``), so the controller of a ``pytest -n 2`` run sees the workers' times."""
+    cpu, child = time.process_time(), _children_cpu()
     yield
-    entry = _FILE_TIMES.setdefault(item.location[0], [0.0, 0.0, 0.0, 0])
-    entry[0] += time.perf_counter() - wall
-    entry[1] += time.process_time() - cpu
-    entry[2] += _children_cpu() - child
-    entry[3] += 1
+    item.user_properties.append((_CPU_KEY, when, time.process_time() - cpu, _children_cpu() - child))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    yield from _timed_phase(item, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    yield from _timed_phase(item, "call")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem):
+    yield from _timed_phase(item, "teardown")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Runs in the process that prints (the controller under xdist): wall from the report's
+    # duration, CPU from the property its own phase recorded.
+    entry = _FILE_TIMES.setdefault(report.location[0], [0.0, 0.0, 0.0, 0])
+    entry[0] += report.duration
+    for prop in report.user_properties:
+        if len(prop) == 4 and prop[0] == _CPU_KEY and prop[1] == report.when:
+            entry[1] += prop[2]
+            entry[2] += prop[3]
+    if report.when == "setup":
+        entry[3] += 1
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -112,7 +140,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     rest = [v for _, v in rows[TIME_REPORT_FILES:]]
     if rest:
         line([sum(v[i] for v in rest) for i in range(4)], f"({len(rest)} more files)")
-    line([sum(v[i] for v in _FILE_TIMES.values()) for i in range(4)], "total")
+    line([sum(v[i] for v in _FILE_TIMES.values()) for i in range(4)], "total (summed over files)")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
