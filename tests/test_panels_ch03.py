@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import layerwise_theory
 from matplotlib.figure import Figure
 
 import vgplib
@@ -64,12 +65,8 @@ def test_theory_matches_vgplib_theory_in_float64(activation, sigma_w):
         assert prof["chi_star"] == pytest.approx(sigma_w**2 / 2, rel=1e-5)  # closed form
     # layer-wise: q_1 = sigma_w^2 mean(x0^2), q_{k+1} = length_map(q_k), prediction sum of log chi_1(q_k)
     _, x0, _ = ch03.panel_data()
-    q = sigma_w**2 * float(np.mean(np.asarray(x0, np.float64) ** 2))
-    log_chi = []
-    for _ in range(depth):
-        log_chi.append(math.log(vgplib.chi1(activation, sigma_w, q=q)))
-        q = vgplib.length_map(activation, sigma_w, 0.0, q)
-    expected = 0.5 * np.concatenate([np.cumsum(log_chi[::-1])[::-1], [0.0]]) / math.log(10)
+    q1 = sigma_w**2 * float(np.mean(np.asarray(x0, np.float64) ** 2))
+    expected, _, _ = layerwise_theory(activation, sigma_w, 0.0, q1, depth)
     np.testing.assert_allclose(prof["theory_layer"], expected, atol=1e-9)
     fixed = 0.5 * (depth - np.arange(depth + 1)) * math.log10(ref_chi)
     np.testing.assert_allclose(prof["theory_fixed"], fixed, atol=1e-9)

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from _helpers import layerwise_theory
 
 from vgplib.panels import ch05
 
@@ -105,10 +106,5 @@ def test_panel_theory_is_the_library_number():
         assert c["chi_star"] == pytest.approx(vgplib.chi1("tanh", sigma_w), rel=1e-10)
         x0 = np.asarray(ch05.panel_network()["x0"], np.float64)
         sw = float(np.float32(sigma_w))
-        q = sw**2 * float(np.sum(x0**2)) / x0.size
-        log_chi = []
-        for _ in range(12):
-            log_chi.append(math.log(vgplib.chi1("tanh", sw, q=q)))
-            q = vgplib.length_map("tanh", sw, 0.0, q)
-        expected = 0.5 * np.concatenate([np.cumsum(log_chi[::-1])[::-1], [0.0]]) / math.log(10.0)
+        expected, _, _ = layerwise_theory("tanh", sw, 0.0, sw**2 * float(np.sum(x0**2)) / x0.size, 12)
         np.testing.assert_allclose(c["log10_theory"], expected, rtol=1e-9, atol=1e-12)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import layerwise_theory
 
 import vgplib
 from vgplib.panels import ch06
@@ -53,13 +54,9 @@ def test_theory_is_the_librarys_number(activation, sigma_w, sigma_b):
     assert prof["chi_star"] == pytest.approx(vgplib.chi1(activation, sigma_w, sigma_b), rel=1e-12)
     assert prof["q_star"] == pytest.approx(vgplib.q_star(activation, sigma_w, sigma_b), rel=1e-10)
     _, x0, _, _ = ch06.panel_data()
-    q = sigma_w**2 * float(np.mean(np.asarray(x0, np.float64) ** 2)) + sigma_b**2
-    log_chi = []
-    for _ in range(depth):
-        log_chi.append(math.log(vgplib.chi1(activation, sigma_w, sigma_b, q=q)))
-        last_q = q
-        q = vgplib.length_map(activation, sigma_w, sigma_b, q)
-    expected = 0.5 * np.concatenate([np.cumsum(log_chi[::-1])[::-1], [0.0]]) / math.log(10)
+    q1 = sigma_w**2 * float(np.mean(np.asarray(x0, np.float64) ** 2)) + sigma_b**2
+    expected, qs, _ = layerwise_theory(activation, sigma_w, sigma_b, q1, depth)
+    last_q = qs[-1]
     np.testing.assert_allclose(prof["theory_layer"], expected, atol=1e-9)
     assert prof["q_depth"] == pytest.approx(last_q, rel=1e-10)
     np.testing.assert_allclose(prof["slopes_theory"], slope_distribution(activation, last_q, ch06.SLOPE_EDGES),

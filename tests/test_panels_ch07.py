@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import layerwise_theory
 
 import vgplib
 from vgplib.panels import ch07
@@ -57,13 +58,9 @@ def test_panel_weights_are_init_mlps_weights():
 def test_theory_is_vgplib_length_map_and_chi1(activation):
     sigma_w, depth = 1.3, 6
     _, x0, _ = ch07.panel_data()
-    q = sigma_w**2 * float(np.mean(np.asarray(x0, np.float64) ** 2))
-    log_chi = []
-    for _ in range(depth):
-        log_chi.append(math.log(vgplib.chi1(activation, sigma_w, 0.0, q)))
-        q = vgplib.length_map(activation, sigma_w, 0.0, q)
+    q1 = sigma_w**2 * float(np.mean(np.asarray(x0, np.float64) ** 2))
+    expected, _, log_chi = layerwise_theory(activation, sigma_w, 0.0, q1, depth)
     prof = ch07.isometry_profile("gaussian", activation, sigma_w, depth)
-    expected = 0.5 * np.concatenate([np.cumsum(log_chi[::-1])[::-1], [0.0]]) / math.log(10)
     np.testing.assert_allclose(prof["theory_g"], expected, rtol=1e-9, atol=1e-12)
     assert prof["theory_mean_sq"] == pytest.approx(math.exp(sum(log_chi)), rel=1e-9)
 

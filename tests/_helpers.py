@@ -1,0 +1,27 @@
+"""Test code that several test files share (imported as ``from _helpers import ...``: pytest puts
+``tests/`` on ``sys.path``). Fixtures and test-time infrastructure stay in ``conftest.py``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import vgplib
+
+
+def layerwise_theory(activation: str, sigma_w: float, sigma_b: float, q1: float, depth: int):
+    """The mean-field line of the gradient panels, computed by ``vgplib.chi1`` and ``vgplib.length_map``.
+
+    ``q_1 = q1``, ``q_{k+1} = length_map(q_k)``; returns ``(expected, qs, log_chi)`` where
+    ``expected[l] = 0.5 * sum_{k > l} log chi_1(q_k) / ln 10`` for ``l = 0..depth`` (``expected[depth] = 0``)
+    is the predicted ``log10 ||g_l|| / ||g_L||``, ``qs`` the ``depth`` values ``q_k`` and ``log_chi``
+    their ``log chi_1(q_k)``.
+    """
+    q, qs, log_chi = q1, [], []
+    for _ in range(depth):
+        qs.append(q)
+        log_chi.append(math.log(vgplib.chi1(activation, sigma_w, sigma_b, q=q)))
+        q = vgplib.length_map(activation, sigma_w, sigma_b, q)
+    expected = 0.5 * np.concatenate([np.cumsum(log_chi[::-1])[::-1], [0.0]]) / math.log(10)
+    return expected, np.array(qs), np.array(log_chi)
