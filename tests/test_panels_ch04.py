@@ -161,7 +161,7 @@ def test_exercise_checks_without_an_answer_print_a_neutral_prompt(capsys):
     assert not ch04.check_thresholds() and not ch04.check_bifurcation() and not ch04.check_baseline()
     assert not ch04.check_thresholds(1.0, None)
     out = capsys.readouterr().out
-    assert out.count("Enter your answer") == 4 and "Not yet" not in out and "Correct" not in out
+    assert out.count("No answer yet") == 4 and "Not yet" not in out and "Correct" not in out
 
 
 def test_cobweb_from_another_start_and_the_fold_path():

@@ -848,6 +848,23 @@ def test_ch02_relu_check(capsys):
     assert "Correct" in capsys.readouterr().out
 
 
+def test_unanswered_prints_one_neutral_prompt_only_for_a_missing_answer(capsys):
+    assert widgets.unanswered("check_x(a, b)", 1.0, None) is True
+    assert widgets.unanswered("check_x(a)", 0.0) is False
+    assert widgets.unanswered("check_x()") is False
+    assert capsys.readouterr().out == f"{widgets.NO_ANSWER}: check_x(a, b)\n" == "No answer yet: check_x(a, b)\n"
+    with pytest.raises(TypeError, match="prompt"):
+        widgets.unanswered(None, None)
+
+
+def test_answer_number_accepts_real_numbers_and_names_the_argument_otherwise():
+    assert widgets.answer_number("w", 4) == 4.0 and isinstance(widgets.answer_number("w", np.int64(4)), float)
+    assert widgets.answer_number("w", np.float32(0.5)) == 0.5
+    for bad in (True, np.bool_(False), "4", [4.0], None):
+        with pytest.raises(TypeError, match="w must be a number"):
+            widgets.answer_number("w", bad)
+
+
 def test_report_answer_prints_the_verdict_and_returns_ok(capsys):
     assert widgets.report_answer(True, "two", "no") is True
     assert widgets.report_answer(np.bool_(False), "two", "count again") is False

@@ -53,10 +53,12 @@ from vgplib.plots import (
 )
 
 __all__ = [
+    "NO_ANSWER",
     "PANELS",
     "CompileCounter",
     "LivePanel",
     "all_panels",
+    "answer_number",
     "corner_values",
     "count_compiles",
     "new_figure",
@@ -64,6 +66,7 @@ __all__ = [
     "report_answer",
     "scrubber",
     "sweep_values",
+    "unanswered",
 ]
 
 MakeFigure = Callable[[], tuple[Figure, Callable[..., Any]]]
@@ -576,6 +579,32 @@ _ = (new_figure, FIGSIZE, DPI)
 
 
 # --------------------------------------------------------------------------- exercises
+
+
+#: How every exercise self-check starts its output while an answer is still ``None`` (the state of
+#: the committed notebooks): one neutral prompt for the whole book.
+NO_ANSWER = "No answer yet"
+
+
+def unanswered(prompt: str, *answers: Any) -> bool:
+    """True, after printing ``"No answer yet: <prompt>"``, when any of ``answers`` is ``None``.
+
+    The first line of a chapter's ``check_*`` function: ``if unanswered("check_x(a, b)", a, b): return``.
+    ``prompt`` says what to fill in (the call, or "set a to your number and run the cell again.").
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str; got {type(prompt).__name__}")
+    if any(a is None for a in answers):
+        print(f"{NO_ANSWER}: {prompt}")
+        return True
+    return False
+
+
+def answer_number(arg: str, value: Any) -> float:
+    """An exercise answer as a float; a ``TypeError`` naming ``arg`` unless it is a real number (not a bool)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{arg} must be a number; got {type(value).__name__}")
+    return float(value)
 
 
 def report_answer(ok: bool, what: str, hint: str) -> bool:

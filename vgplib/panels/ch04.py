@@ -60,7 +60,14 @@ from vgplib.recurrent import (
     train_adding,
 )
 from vgplib.recurrent import adding_predict as _lib_adding_predict
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.widgets import (
+    LivePanel,
+    answer_number,
+    register_panel,
+    report_answer,
+    scrubber,
+    unanswered,
+)
 
 T_MAX = 80  #: steps of the fixed-shape RNN (the T slider's maximum)
 HIDDEN = 16  #: hidden size n
@@ -473,27 +480,13 @@ def make_fold_figure(path_w: float = FOLD_PATH_W, path_b=FOLD_PATH_B):
 # --------------------------------------------------------------------------- exercise self-checks
 
 
-def _number(arg: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{arg} must be a number; got {type(value).__name__}")
-    return float(value)
-
-
-def _unanswered(call: str, *answers) -> bool:
-    """True (after a neutral prompt) when any answer is still ``None``: the committed notebook's state."""
-    if any(a is None for a in answers):
-        print(f"Enter your answer: {call}")
-        return True
-    return False
-
-
 def check_thresholds(tanh_limit: float | None = None, sigmoid_limit: float | None = None) -> bool:
     """Self-check: the largest ``||W||_2`` for which the Pascanu et al. (2013) condition guarantees
     vanishing, ``gamma ||W||_2 < 1`` with ``gamma = sup |phi'|``, for tanh and for the sigmoid.
     With an answer left ``None`` it prints a neutral prompt and returns False."""
-    if _unanswered("check_thresholds(tanh_limit, sigmoid_limit)", tanh_limit, sigmoid_limit):
+    if unanswered("check_thresholds(tanh_limit, sigmoid_limit)", tanh_limit, sigmoid_limit):
         return False
-    answers = [_number("tanh_limit", tanh_limit), _number("sigmoid_limit", sigmoid_limit)]
+    answers = [answer_number("tanh_limit", tanh_limit), answer_number("sigmoid_limit", sigmoid_limit)]
     limits = [1 / get_activation(a).sup_grad for a in ("tanh", "sigmoid")]
     ok = bool(np.allclose(answers, limits, rtol=0, atol=1e-9))
     return report_answer(ok, "gamma ||W||_2 < 1 with gamma = sup |phi'|",
@@ -504,9 +497,9 @@ def check_bifurcation(w: float | None = None) -> bool:
     """Self-check: the ``w`` at which the middle fixed point ``h = 1/2`` of ``h <- sigmoid(w h - w/2)``
     has slope exactly 1 (where one fixed point splits into three), found from :func:`fixed_points`.
     With ``w`` left ``None`` it prints a neutral prompt and returns False."""
-    if _unanswered("check_bifurcation(w)", w):
+    if unanswered("check_bifurcation(w)", w):
         return False
-    w = _number("w", w)
+    w = answer_number("w", w)
     roots, slopes = fixed_points(w, -w / 2)
     mid = np.abs(roots - 0.5) < 1e-6
     ok = bool(mid.any()) and abs(float(slopes[mid][0]) - 1.0) < 1e-6
@@ -520,9 +513,9 @@ def check_baseline(c: float | None = None, mse: float | None = None) -> bool:
     The constant is checked against a Monte Carlo mean of ``u_1 + u_2`` (200,000 draws, an independent
     path), the error against :data:`vgplib.ADDING_BASELINE_MSE` = 1/6.
     """
-    if _unanswered("check_baseline(c, mse)", c, mse):
+    if unanswered("check_baseline(c, mse)", c, mse):
         return False
-    c, mse = _number("c", c), _number("mse", mse)
+    c, mse = answer_number("c", c), answer_number("mse", mse)
     u = np.random.default_rng(0).uniform(size=(200_000, 2)).sum(1)
     ok = abs(c - float(np.mean(u))) < 0.01 and abs(mse - ADDING_BASELINE_MSE) < 1e-3
     return report_answer(ok, "the mean, with the variance 1/6 as error",

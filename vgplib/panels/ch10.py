@@ -56,7 +56,14 @@ from vgplib.recurrent import (
     train_adding,
     unroll,
 )
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.widgets import (
+    LivePanel,
+    answer_number,
+    register_panel,
+    report_answer,
+    scrubber,
+    unanswered,
+)
 
 _LN10 = math.log(10.0)
 HIDDEN = 16  #: hidden size of the product experiment
@@ -552,26 +559,13 @@ def carousel_scrubber(T: int = PANEL_T):
 # --------------------------------------------------------------------------- exercises
 
 
-def _number(arg: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{arg} must be a number; got {type(value).__name__}")
-    return float(value)
-
-
-def _unanswered(call: str, *answers) -> bool:
-    if any(a is None for a in answers):
-        print(f"No answer yet: {call}")
-        return True
-    return False
-
-
 def check_carousel_steps(steps: int | None = None) -> None:
     """Self-check: with every forget gate held at ``sigmoid(3)`` and the paths through ``h`` cut, after
     how many steps has ``||d c_T / d c_k||_2`` first fallen below ``10^-3``? (Checked by multiplying
     the factors one by one, an independent path from the logarithm the question suggests.)"""
-    if _unanswered("check_carousel_steps(steps)", steps):
+    if unanswered("check_carousel_steps(steps)", steps):
         return
-    steps = _number("steps", steps)
+    steps = answer_number("steps", steps)
     f = 1.0 / (1.0 + math.exp(-3.0))
     prod, k = 1.0, 0
     while prod >= 1e-3:
@@ -584,9 +578,9 @@ def check_carousel_steps(steps: int | None = None) -> None:
 def check_gru_factor(z: float | None = None) -> None:
     """Self-check: ``d h_t / d h_{t-1}`` of a GRU with ``W = 0``, input ``x_t = 0`` and update-gate bias
     2 is ``z I``: what is ``z``? (Checked against :func:`vgplib.gru_step_jacobian`.)"""
-    if _unanswered("check_gru_factor(z)", z):
+    if unanswered("check_gru_factor(z)", z):
         return
-    z = _number("z", z)
+    z = answer_number("z", z)
     from vgplib.recurrent import gru_step_jacobian
 
     p = init_gru(jax.random.key(0), 2, 3)
