@@ -12,6 +12,17 @@ and ``from vgplib.panels import ch02`` work as before without costing a library 
 import importlib as _importlib
 
 from vgplib.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation, get_activation
+from vgplib.attention import (
+    attention_jacobian,
+    attention_layer,
+    attention_weights,
+    init_attention,
+    init_transformer,
+    softmax_jacobian,
+    softmax_saturation,
+    transformer_forward,
+    transformer_gradient_norms,
+)
 from vgplib.clipping import fan_in_adaptive_clip, tree_angle
 from vgplib.curvature import (
     HessianIndex,
@@ -222,6 +233,9 @@ __all__ = [
     "adding_predict",
     "adding_problem",
     "all_finite",
+    "attention_jacobian",
+    "attention_layer",
+    "attention_weights",
     "autoencoder_loss_fn",
     "backprop_deltas",
     "backward_products",
@@ -266,12 +280,14 @@ __all__ = [
     "hessian_vector_product",
     "highway_forward",
     "highway_jacobians",
+    "init_attention",
     "init_gru",
     "init_highway",
     "init_layer",
     "init_lstm",
     "init_mlp",
     "init_rnn",
+    "init_transformer",
     "init_variance",
     "layer_gradient_norms",
     "layer_jacobians",
@@ -304,6 +320,8 @@ __all__ = [
     "rnn_cell",
     "scaled_grad",
     "slope_distribution",
+    "softmax_jacobian",
+    "softmax_saturation",
     "stack_params",
     "stack_records",
     "state_size",
@@ -312,6 +330,8 @@ __all__ = [
     "train_adding",
     "train_many",
     "train_mlp",
+    "transformer_forward",
+    "transformer_gradient_norms",
     "tree_angle",
     "tree_norm",
     "typical_growth",
