@@ -35,7 +35,7 @@ from vgplib.theory import (
     gaussian_lyapunov_exponents,
 )
 from vgplib.training import cross_entropy
-from vgplib.widgets import report_answer
+from vgplib.widgets import answer_number, report_answer, unanswered
 
 __all__ = ["QUESTIONS", "Question", "answer_key"]
 
@@ -85,16 +85,15 @@ def _normal_cdf(x: float) -> float:
 
 
 def _number(arg: str, value: Any) -> float:
-    """``value`` as a finite float; ``TypeError``/``ValueError`` naming ``arg`` otherwise."""
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise TypeError(f"{arg} must be a number; got {type(value).__name__}")
+    """``value`` as a finite float; ``TypeError``/``ValueError`` naming ``arg`` otherwise.
+
+    A 0-d array (what a JAX or NumPy computation returns) counts as a number.
+    """
     if isinstance(value, (np.ndarray, jax.Array)):
         if np.ndim(value) != 0:
             raise TypeError(f"{arg} must be a single number; got an array of shape {np.shape(value)}")
         value = np.asarray(value).item()
-    if not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{arg} must be a number; got {type(value).__name__}")
-    value = float(value)
+    value = answer_number(arg, value)
     if not math.isfinite(value):
         raise ValueError(f"{arg} must be finite; got {value}")
     return value
@@ -108,10 +107,7 @@ def _integer(arg: str, value: Any) -> int:
 
 
 def _unanswered(*answers: Any) -> bool:
-    if any(a is None for a in answers):
-        print("No answer yet: replace None with your answer and run the cell again.")
-        return True
-    return False
+    return unanswered("replace None with your answer and run the cell again.", *answers)
 
 
 def _check(name: str, arg: str, answer: Any, what: str, hint: str,
