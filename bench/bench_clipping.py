@@ -19,16 +19,14 @@ CPU cores); ``--json PATH`` writes the numbers. No pass/fail bar (exit 0 unless 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _timing import timed, write_results
 
 import vgplib
 
@@ -43,25 +41,6 @@ def optimizers() -> dict[str, optax.GradientTransformation]:
         "value clip + adam": optax.chain(optax.clip(0.1), adam),
         "AGC + adam": optax.chain(vgplib.fan_in_adaptive_clip(0.01), adam),
     }
-
-
-def timed(run) -> tuple[float, float, float]:
-    """(compile seconds, median wall seconds, median CPU seconds of this process) of a call of ``run()``.
-
-    On a loaded machine the wall time includes other processes' contention; the CPU time does not
-    (it counts every thread of this process, so with XLA's threads it can exceed the wall time).
-    """
-    t0 = time.perf_counter()
-    run()
-    first = time.perf_counter() - t0
-    walls, cpus = [], []
-    for _ in range(REPEATS):
-        t0, c0 = time.perf_counter(), time.process_time()
-        run()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    t = statistics.median(walls)
-    return first - t, t, statistics.median(cpus)
 
 
 def main() -> int:
@@ -100,7 +79,8 @@ def main() -> int:
                     out = vgplib.train_many(loss, mlp_params, x, y, opt, steps=STEPS, batch_size=64,
                                             key=jax.random.key(0), record_every=STEPS)
                     return jax.block_until_ready(out[0])
-            compile_s, t, cpu = timed(run)
+            tm = timed(run, repeats=REPEATS)
+            compile_s, t, cpu = tm.compile_s, tm.wall, tm.cpu
             rate, cpu_rate = STEPS / t, STEPS / cpu
             base = base or cpu_rate
             results.append({"model": model, "optimizer": name, "compile_s": compile_s, "steps_per_s": rate,
@@ -114,7 +94,8 @@ def main() -> int:
         for name, c in (("plain GD", None), ("norm clip GD", 1.0)):
             def run(c=c):
                 return jax.block_until_ready(vgplib.cliff_descents(w0, b0, lr=0.5, steps=STEPS, clip_norm=c).params)
-            compile_s, t, cpu = timed(run)
+            tm = timed(run, repeats=REPEATS)
+            compile_s, t, cpu = tm.compile_s, tm.wall, tm.cpu
             rate, cpu_rate = STEPS / t, STEPS / cpu
             base = base or cpu_rate
             results.append({"model": "cliff x72", "optimizer": name, "compile_s": compile_s, "steps_per_s": rate,
@@ -122,7 +103,7 @@ def main() -> int:
             print(f"{'cliff x72':>12} {name:>18} {compile_s:>10.2f} {rate:>9.1f} {cpu_rate:>12.1f} "
                   f"{cpu_rate / base:>15.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"backend": jax.default_backend(), "results": results}, indent=1))
+        write_results(args.json, results)
     return 0
 
 

@@ -11,25 +11,13 @@ Run: ``python bench/bench_jacobians.py`` (about a minute on 2 CPU cores).
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import jax
 import jax.numpy as jnp
+from _timing import timed
 
 import vgplib
 
 N, BATCH, DEPTHS, REPEATS = 256, 8, (32, 64, 128), 7
-
-
-def _time(fn, *args) -> float:
-    jax.block_until_ready(fn(*args))  # compile and warm up
-    times = []
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @jax.jit
@@ -44,17 +32,17 @@ def main() -> None:
     sweep_times = {}
     for L in DEPTHS:
         J = jax.random.normal(jax.random.PRNGKey(L), (BATCH, L, N, N)) / jnp.sqrt(N)
-        t_sweep = _time(vgplib.backward_products, J)
+        t_sweep = timed(vgplib.backward_products, J, repeats=REPEATS).wall
         A = J.reshape(BATCH * L, N, N)
-        t_bare = _time(bare_matmuls, A, A)
+        t_bare = timed(bare_matmuls, A, A, repeats=REPEATS).wall
         sweep_times[L] = t_sweep
         print(f"{L:>5} {1e3 * t_sweep:>11.1f} {1e3 * t_bare:>10.1f} {t_sweep / t_bare:>6.2f}")
     print(f"linearity t(128)/t(64) = {sweep_times[128] / sweep_times[64]:.2f} (bar: near 2)")
 
     for L in (1000, 10000):
         J = jax.random.normal(jax.random.PRNGKey(1), (L, 64, 64)) / 8.0
-        t_norms = _time(vgplib.log_norms, J)
-        t_lyap = _time(vgplib.lyapunov_spectrum, J)
+        t_norms = timed(vgplib.log_norms, J, repeats=REPEATS).wall
+        t_lyap = timed(vgplib.lyapunov_spectrum, J, repeats=REPEATS).wall
         print(f"log-space, width 64, depth {L:>5}: log_norms {t_norms:.2f} s, lyapunov_spectrum {t_lyap:.2f} s")
 
 

@@ -12,29 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from _timing import timed
 
 import vgplib
 
 N, D, LENGTHS, REPEATS, MAX_RATIO = 64, 2, (1000, 10000), 3, 15.0
-
-
-def _time(fn, *args) -> tuple[float, float]:
-    """(first call incl. compilation, median of later calls) in seconds."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
 
 
 @jax.jit
@@ -54,11 +40,11 @@ def main() -> int:
     print(f"{'T':>6} {'step_jacobians':>20} {'backward_products':>20} {'log_norms':>20} {'T bare mm':>10}")
     for T in LENGTHS:
         xs = jax.random.normal(jax.random.PRNGKey(T), (T, D))
-        f_j, t_j = _time(lambda x: vgplib.step_jacobians(params, x, cell="rnn"), xs)
+        f_j, t_j = timed(lambda x: vgplib.step_jacobians(params, x, cell="rnn"), xs, repeats=REPEATS)[:2]
         J = vgplib.step_jacobians(params, xs, cell="rnn")
-        f_p, t_p = _time(vgplib.backward_products, J)
-        f_l, t_l = _time(vgplib.log_norms, J)
-        _, t_b = _time(_bare, J)
+        f_p, t_p = timed(vgplib.backward_products, J, repeats=REPEATS)[:2]
+        f_l, t_l = timed(vgplib.log_norms, J, repeats=REPEATS)[:2]
+        _, t_b = timed(_bare, J, repeats=REPEATS)[:2]
         ln = vgplib.log_norms(J)
         for name, t in (("step_jacobians", t_j), ("backward_products", t_p), ("log_norms", t_l), ("bare_matmuls", t_b)):
             results[name][T] = t

@@ -14,14 +14,12 @@ no pass/fail bar (exit 0 unless the run fails): the figures size the notebooks' 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import optax
+from _timing import timed, write_results
 
 import vgplib
 
@@ -60,23 +58,16 @@ def main() -> int:
                                           cell=cell, record_every=STEPS)
                 return jax.block_until_ready(out.losses)
 
-            t0 = time.perf_counter()
-            run()
-            first = time.perf_counter() - t0
-            times = []
-            for _ in range(REPEATS):
-                t0 = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - t0)
-            t = statistics.median(times)
+            tm = timed(run, repeats=REPEATS)
+            t = tm.wall
             nets = len(lengths) * SEEDS
-            row = {"cell": cell, "lengths": list(lengths), "networks": nets, "compile_s": first - t,
+            row = {"cell": cell, "lengths": list(lengths), "networks": nets, "compile_s": tm.compile_s,
                    "steps_per_s": STEPS / t, "network_steps_per_s": nets * STEPS / t}
             results.append(row)
             print(f"{cell:>5} {lengths!s:>20} {nets:>5} {row['compile_s']:>10.2f} {row['steps_per_s']:>9.1f} "
                   f"{row['network_steps_per_s']:>12.0f}")
     if args.json:
-        args.json.write_text(json.dumps({"backend": jax.default_backend(), "results": results}, indent=1))
+        write_results(args.json, results)
     return 0
 
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
+from _timing import timed
 
 import vgplib
 from vgplib._validate import check_finite_many
@@ -28,16 +27,6 @@ from vgplib.networks import check_mlp_shapes, stack_layers
 
 DEPTH, WIDTH, REPEATS = 3000, 4, 7
 BAR = 0.10
-
-
-def _median_time(fn) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         x_checked, _ = check_mlp_shapes(params, x)
         check_finite_many(("params", stacked), ("x", x_checked))
 
-    t_call = _median_time(lambda: vgplib.layer_jacobians(params, x))
-    t_shapes = _median_time(lambda: check_mlp_shapes(params, x))
-    t_valid = _median_time(validate)
-    t_stack = _median_time(lambda: stack_layers(params))
+    t_call = timed(lambda: vgplib.layer_jacobians(params, x), repeats=REPEATS).wall
+    t_shapes = timed(lambda: check_mlp_shapes(params, x), repeats=REPEATS).wall
+    t_valid = timed(validate, repeats=REPEATS).wall
+    t_stack = timed(lambda: stack_layers(params), repeats=REPEATS).wall
     frac = t_valid / t_call
     print(f"backend: {jax.default_backend()}; layer_jacobians on a list of {DEPTH} layers of width {WIDTH}, "
           f"median of {REPEATS} warm runs")
