@@ -108,6 +108,16 @@ def test_bad_input_gets_a_clear_error(call, error, arg):
         call()
 
 
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_check_rejects_text_and_nan(name):
+    check = getattr(practice, name)
+    n = len(CASES[name][0])
+    with pytest.raises(TypeError, match="must be a number; got str"):
+        check(*(["1.0"] * n))
+    with pytest.raises(ValueError, match="must be finite"):
+        check(*([float("nan")] * n))
+
+
 def test_computed_answers_match_independent_oracles():
     q = {name: question.expected() for name, question in practice.QUESTIONS.items()}
     # Monte Carlo of E[ln a], a ~ U[0, 2], for the "mean factor one" question
