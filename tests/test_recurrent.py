@@ -749,3 +749,94 @@ def test_lstm_log_norms_and_block_pairwise_match_direct_products():
         vgplib.pairwise_log_norms(jnp.ones((4, 3, 3)), block="c_c")
     with pytest.raises(ValueError, match="LSTM"):
         vgplib.lstm_log_norms(jnp.ones((4, 3, 3)))
+
+
+# --------------------------------------------------------------------------- the diagonal (state-space) cell
+
+
+def _np_softplus(z):
+    return np.log1p(np.exp(z))
+
+
+@pytest.fixture(scope="module")
+def diag_setup():
+    with jax.enable_x64(True):
+        params = vgplib.init_diagonal(jax.random.PRNGKey(3), D, N, sigma_d=1.0, dtype=jnp.float64)
+        params = dict(params, b=0.2 * jnp.ones(N, jnp.float64))
+        xs = jax.random.normal(jax.random.PRNGKey(4), (2, T, D), jnp.float64)
+        s0 = 0.5 * jax.random.normal(jax.random.PRNGKey(5), (N,), jnp.float64)
+        yield params, xs, s0
+
+
+def test_diagonal_cell_matches_its_equations_and_jacobian_is_diag_a(diag_setup):
+    params, xs, s0 = diag_setup
+    with jax.enable_x64(True):
+        states = np.asarray(vgplib.unroll(params, xs, s0, cell="diagonal"))
+        J = vgplib.step_jacobians(params, xs, s0, cell="diagonal")
+        a = np.asarray(vgplib.diagonal_decays(params, xs))
+        nu, U, b, Wd, bd = (np.asarray(params[k]) for k in vgplib.recurrent.DIAGONAL_KEYS)
+        for i in range(2):
+            s = np.asarray(s0)
+            for t in range(T):
+                x = np.asarray(xs[i, t])
+                delta = _np_softplus(Wd @ x + bd)
+                a_t = np.exp(-delta * np.exp(nu))
+                s = a_t * s + delta * (U @ x + b)
+                np.testing.assert_allclose(states[i, t], s, rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(a[i, t], a_t, rtol=1e-12)
+        assert np.all((a > 0) & (a < 1))
+        np.testing.assert_array_equal(J, jax.vmap(jax.vmap(jnp.diag))(jnp.asarray(a)))
+        # the product against jax.jacrev of the unrolled map from s_k
+        k = 4
+        tail = jax.jacrev(lambda s: vgplib.unroll(params, xs[0, k:], s, cell="diagonal")[-1])(jnp.asarray(states[0, k - 1]))
+        np.testing.assert_allclose(vgplib.backward_products(J[0])[k], tail, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.diag(tail), np.prod(a[0, k:], axis=0), rtol=1e-12)
+
+
+def test_init_diagonal_ring_and_fixed_delta():
+    p = vgplib.init_diagonal(jax.random.PRNGKey(0), 2, 64, r_min=0.9, r_max=0.99, delta=0.5)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (7, 2))
+    a = np.asarray(vgplib.diagonal_decays(p, xs))
+    assert np.all(a >= 0.9 - 1e-5) and np.all(a <= 0.99 + 1e-5)
+    np.testing.assert_allclose(a, np.broadcast_to(a[0], a.shape), rtol=1e-6)  # sigma_d = 0: time-invariant
+    sel = vgplib.init_diagonal(jax.random.PRNGKey(0), 2, 64, sigma_d=1.0)
+    assert float(np.std(np.asarray(vgplib.diagonal_decays(sel, xs)), axis=0).max()) > 1e-3  # selective
+
+
+def test_diagonal_adding_predict_and_training():
+    n = 4
+    p = dict(vgplib.init_diagonal(jax.random.PRNGKey(0), 2, n, sigma_d=1.0), v=jnp.arange(n, dtype=jnp.float32),
+             c=jnp.ones(()))
+    task = vgplib.adding_problem(jax.random.PRNGKey(1), 6, 3)
+    xs = jnp.pad(task.inputs, ((0, 0), (2, 0), (0, 0)))
+    pred = vgplib.adding_predict(p, xs, start=2, cell="diagonal")
+    core = {k: p[k] for k in vgplib.recurrent.DIAGONAL_KEYS}
+    ref = vgplib.unroll(core, task.inputs, cell="diagonal")[:, -1] @ p["v"] + 1.0
+    np.testing.assert_allclose(pred, ref, rtol=1e-5, atol=1e-6)
+    batch = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), p)
+    run = vgplib.train_adding(batch, jax.random.split(jax.random.key(0), 2), 6, optax.adam(1e-2), steps=20,
+                              batch_size=8, cell="diagonal", record_every=10)
+    assert run.losses.shape == (20, 2) and bool(jnp.all(jnp.isfinite(run.losses)))
+    assert run.params["nu"].shape == (2, 2, n)
+    with pytest.raises(TypeError, match="cell='rnn'"):
+        vgplib.train_adding(batch, jax.random.split(jax.random.key(0), 2), 6, optax.adam(1e-2), steps=20,
+                            batch_size=8, cell="rnn", record_every=10)
+
+
+def test_diagonal_bad_input():
+    p = vgplib.init_diagonal(jax.random.PRNGKey(0), 2, 3)
+    xs = jnp.ones((4, 2))
+    with pytest.raises(TypeError, match="diagonal"):
+        vgplib.unroll({"U": p["U"]}, xs, cell="diagonal")
+    with pytest.raises(ValueError, match="Wd"):
+        vgplib.unroll(dict(p, Wd=jnp.ones((3, 3))), xs, cell="diagonal")
+    with pytest.raises(ValueError, match="params must be finite"):
+        vgplib.unroll(dict(p, nu=p["nu"].at[0].set(jnp.inf)), xs, cell="diagonal")
+    with pytest.raises(ValueError, match="input channels"):
+        vgplib.step_jacobians(p, jnp.ones((4, 3)), cell="diagonal")
+    with pytest.raises(ValueError, match="unknown cell"):
+        vgplib.unroll(p, xs, cell="ssm")
+    with pytest.raises(ValueError, match="r_max"):
+        vgplib.init_diagonal(jax.random.PRNGKey(0), 2, 3, r_min=0.9, r_max=1.0)
+    with pytest.raises(ValueError, match="delta"):
+        vgplib.init_diagonal(jax.random.PRNGKey(0), 2, 3, delta=0.0)

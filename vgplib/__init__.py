@@ -118,6 +118,7 @@ from vgplib.precision import (
 )
 from vgplib.pretraining import autoencoder_loss_fn, pretrain_layerwise
 from vgplib.recurrent import (
+    ALL_CELL_NAMES,
     CELL_NAMES,
     GRU_GATES,
     LSTM_GATES,
@@ -128,8 +129,10 @@ from vgplib.recurrent import (
     adding_mse,
     adding_predict,
     bptt_contributions,
+    diagonal_decays,
     gru_cell,
     gru_step_jacobian,
+    init_diagonal,
     init_gru,
     init_lstm,
     init_rnn,
@@ -195,6 +198,7 @@ __all__ = [
     "ACTIVATIONS",
     "ACTIVATION_NAMES",
     "ADDING_BASELINE_MSE",
+    "ALL_CELL_NAMES",
     "CELL_NAMES",
     "DEFAULT_THRESHOLDS",
     "GRU_GATES",
@@ -263,6 +267,7 @@ __all__ = [
     "deltas_to_param_grads",
     "dense",
     "depth_scale",
+    "diagonal_decays",
     "evaluate_many",
     "fan_in_adaptive_clip",
     "first_layers_log_singular_values",
@@ -281,6 +286,7 @@ __all__ = [
     "highway_forward",
     "highway_jacobians",
     "init_attention",
+    "init_diagonal",
     "init_gru",
     "init_highway",
     "init_layer",

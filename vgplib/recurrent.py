@@ -16,6 +16,19 @@ Parameters are one dict ``{"W": (k n, n), "U": (k n, d), "b": (k n,)}`` per netw
       z, r = sigmoid(W_. h_{t-1} + U_. x_t + b_.),   h~ = phi(W_h (r * h_{t-1}) + U_h x_t + b_h)
       h_t = z * h_{t-1} + (1 - z) * h~
 
+- Diagonal state-space cell (``cell="diagonal"``; the S4/LRU/Mamba family: Gu, Goel & Re 2022;
+  Orvieto et al. 2023; Gu & Dao 2023), parameters ``{"nu": (n,), "U": (n, d), "b": (n,),
+  "Wd": (n, d), "bd": (n,)}`` (see :func:`init_diagonal`)::
+
+      lambda = exp(nu) > 0,   Delta_t = softplus(Wd x_t + bd),   a_t = exp(-Delta_t * lambda)
+      h_t = a_t * h_{t-1} + Delta_t * (U x_t + b)
+
+  Its step Jacobian is exactly ``diag(a_t)``, each entry in ``(0, 1)``: no matrix product mixes
+  the channels, and ``d h_T / d h_k = diag(prod_{t > k} a_t)``. With ``Wd = 0`` the step
+  ``Delta`` is fixed (a linear time-invariant recurrence); with ``Wd != 0`` it depends on the
+  input (Mamba's selection mechanism): a step can hold its memory (``Delta_t -> 0``, ``a_t -> 1``)
+  or overwrite it (large ``Delta_t``).
+
 ``phi`` is ``tanh`` by default (any name of :data:`vgplib.ACTIVATION_NAMES`); gates are always
 logistic sigmoids. Backpropagation through time (Werbos 1990) multiplies the step Jacobians
 ``J_t = d s_t / d s_{t-1}`` (for the RNN ``s_t = h_t`` and ``J_t = diag(phi'(a_t)) W``):
@@ -53,6 +66,9 @@ Array = jax.Array
 HIGHEST = jax.lax.Precision.HIGHEST
 
 CELL_NAMES: tuple[str, ...] = ("rnn", "lstm", "gru")
+#: Every ``cell`` that :func:`unroll`, :func:`step_jacobians` and :func:`train_adding` accept.
+ALL_CELL_NAMES: tuple[str, ...] = CELL_NAMES + ("diagonal",)
+DIAGONAL_KEYS: tuple[str, ...] = ("nu", "U", "b", "Wd", "bd")
 LSTM_GATES: tuple[str, ...] = ("input", "forget", "cell", "output")
 GRU_GATES: tuple[str, ...] = ("update", "reset", "candidate")
 RECURRENT_INIT_NAMES: tuple[str, ...] = ("gaussian", "spectral_radius", "orthogonal", "identity")
@@ -86,8 +102,17 @@ def _gru_parts(params, h: Array, x: Array, act: Activation):
     return z, r, cand
 
 
+def _diagonal_gates(params, x: Array) -> tuple[Array, Array]:
+    """``(a_t, Delta_t)`` of the diagonal cell at input ``x`` (``(..., d)``)."""
+    delta = jax.nn.softplus(_mv(x, params["Wd"]) + params["bd"])
+    return jnp.exp(-delta * jnp.exp(params["nu"])), delta
+
+
 def _step(params, s: Array, x: Array, cell: str, act: Activation) -> Array:
     """One step on the flat state ``s`` (``(..., m)``; ``[h; c]`` for the LSTM)."""
+    if cell == "diagonal":
+        a, delta = _diagonal_gates(params, x)
+        return a * s + delta * (_mv(x, params["U"]) + params["b"])
     if cell == "rnn":
         return act.fn(_pre(params, s, x))
     if cell == "gru":
@@ -123,13 +148,45 @@ def _jacobians_one(params, xs: Array, s0: Array, cell: str, act: Activation) -> 
 
 
 def _check_cell(cell: Any) -> str:
-    check_name("cell", cell, CELL_NAMES)
+    check_name("cell", cell, ALL_CELL_NAMES)
     return cell
 
 
+def _dtype(params):
+    return jnp.result_type(params["U"])
+
+
+def _hidden(params, cell: str) -> int:
+    return params["U"].shape[0] if cell == "diagonal" else params["W"].shape[1]
+
+
+def _check_diagonal_params(params) -> tuple[int, int]:
+    if not isinstance(params, Mapping) or not all(key in params for key in DIAGONAL_KEYS):
+        raise TypeError("params of the diagonal cell must be a dict with keys 'nu' (n,), 'U' (n, d), 'b' (n,), "
+                        "'Wd' (n, d), 'bd' (n,)")
+    U = params["U"]
+    if np.ndim(U) != 2 or 0 in np.shape(U):
+        raise ValueError(f"params['U'] must have shape (n, d) with n, d >= 1; got {np.shape(U)}")
+    n, d = np.shape(U)
+    want = {"nu": (n,), "b": (n,), "Wd": (n, d), "bd": (n,)}
+    for key, shape in want.items():
+        if np.shape(params[key]) != shape:
+            raise ValueError(f"params['{key}'] must have shape {shape}; got {np.shape(params[key])}")
+    for key in DIAGONAL_KEYS:
+        if not jnp.issubdtype(jnp.result_type(params[key]), jnp.floating):
+            raise TypeError(f"params['{key}'] must be a floating array; got {jnp.result_type(params[key])}")
+    check_finite("params", {key: params[key] for key in DIAGONAL_KEYS})
+    return int(n), int(d)
+
+
 def check_recurrent_params(params, cell: str = "rnn") -> tuple[int, int]:
-    """Validate ``{"W": (k n, n), "U": (k n, d), "b": (k n,)}`` for ``cell``; return ``(n, d)``."""
+    """Validate ``{"W": (k n, n), "U": (k n, d), "b": (k n,)}`` for ``cell``; return ``(n, d)``.
+
+    For ``cell="diagonal"``: ``{"nu": (n,), "U": (n, d), "b": (n,), "Wd": (n, d), "bd": (n,)}``.
+    """
     cell = _check_cell(cell)
+    if cell == "diagonal":
+        return _check_diagonal_params(params)
     if not isinstance(params, Mapping) or not all(key in params for key in ("W", "U", "b")):
         raise TypeError("params must be a dict with keys 'W' (k n, n), 'U' (k n, d) and 'b' (k n,)")
     W, U, b = (params[key] for key in ("W", "U", "b"))
@@ -174,7 +231,7 @@ def _float_array(arg: str, x: Any, dtype) -> Array:
 def _check_inputs(params, xs, h0, cell: str) -> tuple[Array, Array, int]:
     """Validate a sequence ``xs`` ``(T, d)``/``(B, T, d)`` and an initial state; return ``xs, s0, n``."""
     n, d = check_recurrent_params(params, cell)
-    dtype = jnp.result_type(params["W"])
+    dtype = _dtype(params)
     xs = _float_array("xs", xs, dtype)
     if xs.ndim not in (2, 3):
         raise ValueError(f"xs must have shape (T, d) or (B, T, d); got {xs.shape}")
@@ -426,7 +483,7 @@ def pairwise_log_norms(jacobians, ord: str | int = "fro", block: str | None = No
 @partial(jax.jit, static_argnames=("cell", "act", "loss_fn"))
 def _contributions(params, xs: Array, s0: Array, g: Array, cell: str, act: Activation, loss_fn) -> Any:
     T = xs.shape[-2]
-    n = params["W"].shape[1]
+    n = _hidden(params, cell)
     untied = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (T,) + a.shape), params)
 
     def loss(untied_params):
@@ -629,6 +686,17 @@ def _step_drive(params, s: Array, drive: Array, cell: str, act: Activation) -> A
 
 
 def _adding_predict(params, xs: Array, start, eps, cell: str, act: Activation) -> Array:
+    if cell == "diagonal":
+        s0 = jnp.zeros((xs.shape[0], params["U"].shape[0]), xs.dtype)
+        eps_t = jnp.zeros(xs.shape[:2] + s0.shape[-1:], xs.dtype) if eps is None else eps
+
+        def body_diag(s, inp):
+            t, x, e = inp
+            return jnp.where(t >= start, _step(params, s, x, cell, act) + e, s), None
+
+        s, _ = jax.lax.scan(body_diag, s0, (jnp.arange(xs.shape[1]), jnp.moveaxis(xs, 1, 0),
+                                            jnp.moveaxis(eps_t, 1, 0)))
+        return s @ params["v"] + params["c"]
     n = params["W"].shape[1]
     m = 2 * n if cell == "lstm" else n
     B, T_max = xs.shape[0], xs.shape[1]
@@ -652,9 +720,10 @@ def _check_adding_params(params, cell: str) -> int:
     """Validate a recurrent ``params`` dict with the readout ``v`` ``(n,)``, ``c`` ``()``; return ``n``."""
     if not isinstance(params, Mapping) or "v" not in params or "c" not in params:
         raise TypeError("params must be a dict with the cell's 'W', 'U', 'b' and the readout 'v' (n,), 'c' ()")
-    core = {key: params[key] for key in ("W", "U", "b") if key in params}
+    keys = DIAGONAL_KEYS if cell == "diagonal" else ("W", "U", "b")
+    core = {key: params[key] for key in keys if key in params}
     if any(_is_traced(a) for a in params.values()):
-        n = int(np.shape(params["W"])[1]) if np.ndim(params["W"]) == 2 else -1
+        n = int(_hidden(params, cell)) if np.ndim(params["U"]) == 2 else -1
     else:
         n, _ = check_recurrent_params(core, cell)
     if np.shape(params["v"]) != (n,) or np.shape(params["c"]) != ():
@@ -669,7 +738,7 @@ def _is_traced(x: Any) -> bool:
 
 def _check_adding_inputs(params, xs, start, eps, cell: str):
     _check_adding_params(params, cell)
-    dtype = jnp.result_type(params["W"])
+    dtype = _dtype(params)
     if not _is_traced(xs):
         xs = _float_array("xs", xs, dtype)
     if xs.ndim != 3 or xs.shape[0] == 0 or xs.shape[1] == 0:
@@ -683,7 +752,7 @@ def _check_adding_inputs(params, xs, start, eps, cell: str):
         if not 0 <= int(start) < xs.shape[1]:
             raise ValueError(f"start must satisfy 0 <= start < T_max = {xs.shape[1]}; got {int(start)}")
     if eps is not None:
-        k_n = np.shape(params["W"])[0]
+        k_n = np.shape(params["U"])[0]
         if np.shape(eps) != xs.shape[:2] + (k_n,):
             raise ValueError(f"eps must have shape (B, T_max, k n) = {xs.shape[:2] + (k_n,)}; got {np.shape(eps)}")
     return xs
@@ -788,7 +857,8 @@ def train_adding(params, keys, lengths, optimizer, *, steps: int, batch_size: in
 
     - ``params``: a dict ``{"W", "U", "b", "v", "c"}`` of the ``cell`` (``"rnn"``, ``"lstm"``,
       ``"gru"``; the recurrent block as from :func:`init_rnn` / :func:`init_lstm` / :func:`init_gru`
-      with ``n_in = 2``, the readout ``v`` ``(n,)``, ``c`` ``()``) whose leaves carry two leading
+      with ``n_in = 2``, or for ``cell="diagonal"`` the ``{"nu", "U", "b", "Wd", "bd"}`` of
+      :func:`init_diagonal`; the readout ``v`` ``(n,)``, ``c`` ``()``) whose leaves carry two leading
       axes ``(K, S)``: one network per length and seed (a different initialization each is allowed).
       With an integer ``lengths`` (one length) the leading axis is ``(S,)`` only.
     - ``keys``: ``(S,)`` PRNG keys, one per seed: seed ``s`` draws its stream of training batches
@@ -832,8 +902,9 @@ def train_adding(params, keys, lengths, optimizer, *, steps: int, batch_size: in
         raise TypeError(f"keys must be a 1-D array of typed PRNG keys (jax.random.key); got {keys.dtype} {keys.shape}")
     S, K = keys.shape[0], len(lengths)
     lead = (S,) if single else (K, S)
-    if not isinstance(params, Mapping) or set(params) != {"W", "U", "b", "v", "c"}:
-        raise TypeError("params must be a dict with exactly the keys 'W', 'U', 'b', 'v', 'c'")
+    want = set(DIAGONAL_KEYS if cell == "diagonal" else ("W", "U", "b")) | {"v", "c"}
+    if not isinstance(params, Mapping) or set(params) != want:
+        raise TypeError(f"params must be a dict with exactly the keys {sorted(want)} for cell={cell!r}")
     for key, value in params.items():
         if np.shape(value)[:len(lead)] != lead:
             raise ValueError(f"params['{key}'] must have leading axes {lead} (lengths x seeds); got {np.shape(value)}")
@@ -974,3 +1045,44 @@ init_lstm.__doc__ = ("""Initialize an LSTM ``{"W": (4n, n), "U": (4n, n_in), "b"
 """ + _INIT_DOC)
 init_gru.__doc__ = ("""Initialize a GRU ``{"W": (3n, n), "U": (3n, n_in), "b": (3n,)}`` (blocks z, r, h~).
 """ + _INIT_DOC)
+
+
+def init_diagonal(key: Array, n_in: int, n_hidden: int, r_min: float = 0.9, r_max: float = 0.999,
+                  delta: float = 1.0, sigma_u: float = 1.0, sigma_d: float = 0.0,
+                  dtype=jnp.float32) -> dict[str, Array]:
+    """Initialize the diagonal state-space cell ``{"nu", "U", "b", "Wd", "bd"}`` (``cell="diagonal"``).
+
+    The decays start on a ring near the unit circle, as in the LRU (Orvieto et al. 2023, section
+    3.3, "Stable exponential parameterization" with ``|lambda|`` sampled uniformly on the ring
+    ``r_min <= |lambda| <= r_max``; here the decay is real, ``a = r``): ``r^2`` uniform on
+    ``[r_min^2, r_max^2]`` (uniform in the ring's area). At the step ``Delta = delta`` (``bd =
+    softplus^{-1}(delta)``) the decay ``a = exp(-delta * lambda)`` equals ``r``, so ``nu = log(-log(r) /
+    delta)``. ``U ~ N(0, sigma_u^2 / n_in)``, ``b = 0``, ``Wd ~ N(0, sigma_d^2 / n_in)``: ``sigma_d = 0``
+    gives a fixed ``Delta`` (time-invariant), ``sigma_d > 0`` an input-dependent (selective) one.
+    """
+    n_in = check_positive_int("n_in", n_in)
+    n = check_positive_int("n_hidden", n_hidden)
+    r_min, r_max = check_positive("r_min", r_min), check_positive("r_max", r_max)
+    if not r_min <= r_max < 1:
+        raise ValueError(f"r_min and r_max must satisfy 0 < r_min <= r_max < 1; got {r_min}, {r_max}")
+    delta = check_positive("delta", delta)
+    sigma_u = check_positive("sigma_u", sigma_u, allow_zero=True)
+    sigma_d = check_positive("sigma_d", sigma_d, allow_zero=True)
+    check_float_dtype(dtype)
+    k_r, k_u, k_d = jax.random.split(key, 3)
+    u = jax.random.uniform(k_r, (n,), jnp.float32)
+    r = jnp.sqrt(u * (r_max ** 2 - r_min ** 2) + r_min ** 2)
+    return {"nu": jnp.log(-jnp.log(r) / delta).astype(dtype),
+            "U": (sigma_u / math.sqrt(n_in) * jax.random.normal(k_u, (n, n_in), dtype)),
+            "b": jnp.zeros((n,), dtype),
+            "Wd": (sigma_d / math.sqrt(n_in) * jax.random.normal(k_d, (n, n_in), dtype)),
+            "bd": jnp.full((n,), math.log(math.expm1(delta)), dtype)}
+
+
+def diagonal_decays(params, xs) -> Array:
+    """The per-step decays ``a_t = exp(-Delta_t * lambda)`` of the diagonal cell, ``(T, n)`` or ``(B, T, n)``.
+
+    ``step_jacobians(params, xs, cell="diagonal")[t]`` is ``diag(a_t)``: the closed form.
+    """
+    xs, _, _ = _check_inputs(params, xs, None, "diagonal")
+    return _diagonal_gates(params, xs)[0]
