@@ -155,7 +155,8 @@ def make_gradient_figure() -> tuple[Figure, object]:
     ax.set_ylim(*Y_RANGE)
     ax.axhline(1.0, color="0.8", lw=0.6)
     ax.grid(True, which="major", axis="y", alpha=0.3)
-    (meas,) = ax.plot([], [], "o", ms=3.5, label="measured (exact batch gradient)")
+    # the dots take the normalization's colour per update; the legend (drawn once) shows them in grey
+    (meas,) = ax.plot([], [], "o", ms=3.5, color="0.35", label="measured (exact batch gradient)")
     (theo,) = ax.plot([], [], "-", lw=1.4, color="k", alpha=0.8, label=r"theory $\lambda^{(L-l)/2}$")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=2)
     title = ax.set_title(" ", fontsize=9, y=1.12)
@@ -170,8 +171,8 @@ def make_gradient_figure() -> tuple[Figure, object]:
         meas.set_color(_COLORS[norm])
         theo.set_data(layers, 10.0 ** prof["theory"])
         name = {"none": "no normalization", "batch": f"BatchNorm, B = {batch}", "layer": "LayerNorm"}[norm]
-        title.set_text(f"{activation}, {name}, L = {depth}: factor per layer of \u2016g\u2016\u00b2 "
-                       f"{prof['measured_factor']:.3f} measured, {prof['factor']:.3f} theory")
+        title.set_text(f"{activation}, {name}, L = {depth}: \u2016g\u2016\u00b2 grows by "
+                       f"{prof['measured_factor']:.3f} per layer (theory {prof['factor']:.3f})")
         return ""
 
     return fig, update
@@ -286,7 +287,7 @@ def growth_figure(result: Mapping) -> Figure:
     batches = np.asarray(result["batches"])
     acts = [a for a in PANEL_ACTIVATIONS if (a, "batch") in result]
     fig, axes = new_figure(figsize=(7.0, 2.9), dpi=96, ncols=len(acts),
-                           margins={"left": 0.08, "right": 0.99, "bottom": 0.17, "top": 0.86, "wspace": 0.3})
+                           margins={"left": 0.1, "right": 0.99, "bottom": 0.17, "top": 0.86, "wspace": 0.3})
     axes = np.atleast_1d(axes)
     grid = np.arange(4, batches.max() + 1)
     for ax, act in zip(axes, acts):
@@ -310,6 +311,7 @@ def growth_figure(result: Mapping) -> Figure:
         ax.set_xlabel("batch size $B$")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(r"factor per layer of $\|g_l\|^2$")
+    axes[0].yaxis.set_label_coords(-0.24, 0.5)  # clear of the tick labels
     axes[0].legend(fontsize=8, frameon=False, loc="upper right")
     return fig
 
