@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 import vgplib
+from vgplib.widgets import count_compiles
 
 
 def layerwise_theory(activation: str, sigma_w: float, sigma_b: float, q1: float, depth: int):
@@ -25,3 +26,12 @@ def layerwise_theory(activation: str, sigma_w: float, sigma_b: float, q1: float,
         q = vgplib.length_map(activation, sigma_w, sigma_b, q)
     expected = 0.5 * np.concatenate([np.cumsum(log_chi[::-1])[::-1], [0.0]]) / math.log(10)
     return expected, np.array(qs), np.array(log_chi)
+
+
+def statuses_without_compiling(panel, *settings: dict) -> list[str]:
+    """Move the live ``panel`` to each of ``settings`` in turn (``panel.set(**s)``); assert that no move
+    compiled anything (the panels' bar: one compiled function for every slider value); return the statuses."""
+    with count_compiles() as c:
+        statuses = [panel.set(**s) for s in settings]
+    assert c.count == 0, c.names
+    return statuses

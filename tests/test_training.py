@@ -20,6 +20,8 @@ from vgplib import (
     mlp_forward,
     mlp_loss_fn,
     relative_weight_change,
+    scanned_mlp_loss_fn,
+    stack_params,
     summarize,
     train_many,
     train_mlp,
@@ -298,3 +300,49 @@ def test_train_many_bad_input(kwargs, exc, match):
                    args.pop("optimizer"), **args)
     with pytest.raises(TypeError, match="fn must"):
         evaluate_many(None, BATCH, X, Y)
+
+
+@pytest.mark.parametrize(("norm", "first"), [(None, True), ("batch", False), ("layer", True)])
+def test_scanned_mlp_loss_fn_equals_mlp_loss_fn_on_the_unstacked_layers(norm, first):
+    widths = [5, 6, 6, 6, 3] if first else [6, 6, 6, 6, 3]
+    layers = init_mlp(jax.random.PRNGKey(0), widths, "gaussian", sigma_w=1.3, sigma_b=0.2)
+    x = jax.random.normal(jax.random.PRNGKey(1), (7, widths[0]))
+    y = jnp.arange(7) % 3
+    stacked = {"hidden": stack_params(layers[1:-1] if first else layers[:-1]), "out": layers[-1]}
+    if first:
+        stacked["first"] = layers[0]
+    loss = scanned_mlp_loss_fn("tanh", norm)
+    assert scanned_mlp_loss_fn("tanh", norm) is loss  # cached: train_many reuses its compilation
+    kwargs = {"norm": norm} if norm else {}
+    ref = jax.jit(mlp_loss_fn("tanh", **kwargs))(layers, x, y)
+    np.testing.assert_allclose(jax.jit(loss)(stacked, x, y), ref, rtol=1e-6)
+    g, g_ref = jax.grad(loss)(stacked, x, y), jax.grad(mlp_loss_fn("tanh", **kwargs))(layers, x, y)
+    np.testing.assert_allclose(g["hidden"]["W"][-1], g_ref[-2]["W"], rtol=1e-5, atol=1e-7)
+    assert float(loss.accuracy(stacked, x, y)) == pytest.approx(float(mlp_accuracy_fn("tanh", **kwargs)(layers, x, y)))
+
+
+def test_scanned_mlp_loss_fn_with_a_tuple_of_activations_picks_each_models_and_never_trains_it():
+    layers = init_mlp(jax.random.PRNGKey(2), [4, 5, 5, 5, 3], "gaussian", sigma_w=1.4)
+    stacked = {"first": layers[0], "hidden": stack_params(layers[1:-1]), "out": layers[-1]}
+    x = jax.random.normal(jax.random.PRNGKey(3), (6, 4))
+    y = jnp.arange(6) % 3
+    names = ("relu", "elu", "sigmoid")
+    mixed = scanned_mlp_loss_fn(names)
+    for i, name in enumerate(names):
+        p = dict(stacked, act=jax.nn.one_hot(i, 3, dtype=jnp.float32))
+        assert float(mixed(p, x, y)) == pytest.approx(float(mlp_loss_fn(name)(layers, x, y)), rel=1e-6)
+        assert float(mixed.accuracy(p, x, y)) == pytest.approx(float(mlp_accuracy_fn(name)(layers, x, y)))
+        assert float(jnp.abs(jax.grad(mixed)(p, x, y)["act"]).max()) == 0.0
+
+
+def test_scanned_mlp_loss_fn_bad_input():
+    with pytest.raises(ValueError, match="activation"):
+        scanned_mlp_loss_fn("softsign")
+    with pytest.raises(ValueError, match="activation"):
+        scanned_mlp_loss_fn(())
+    with pytest.raises(ValueError, match="activation"):
+        scanned_mlp_loss_fn(("relu", "softsign"))
+    with pytest.raises(ValueError, match="norm"):
+        scanned_mlp_loss_fn("tanh", "group")
+    with pytest.raises(ValueError, match="eps"):
+        scanned_mlp_loss_fn("tanh", "layer", -1.0)

@@ -33,11 +33,13 @@ from vgplib.plots import (
     figure_png,
     freeze_axes,
     freeze_decorations,
+    freeze_frame_but_y_ticks,
     freeze_legends,
     log10_or_nan,
     min_font_size,
     min_text_px,
     new_figure,
+    plain_log_yaxis,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -209,7 +211,41 @@ def test_freeze_axes_replaces_the_axes_by_its_pixels():
     assert np.mean(np.abs(a - b) > 8) < 0.001
 
 
-@pytest.mark.parametrize("freeze", [freeze_axes, freeze_decorations])
+def test_freeze_frame_but_y_ticks_keeps_the_picture_and_only_the_y_ticks_live():
+    plain, _ = _log_axes_figure(None)
+    frozen, ax = _log_axes_figure(freeze_frame_but_y_ticks)
+    assert not ax.xaxis.get_visible() and ax.yaxis.get_visible() and not ax.yaxis.label.get_visible()
+    assert not ax.get_legend().get_visible() and len(frozen.images) == 1 and ax.lines[0].get_visible()
+    a = np.asarray(plt_image(figure_png(plain)), dtype=int)
+    b = np.asarray(plt_image(figure_png(frozen)), dtype=int)
+    assert np.mean(np.abs(a - b) > 8) < 0.005
+    # the y tick labels follow new limits (live); the x axis below the axes does not move
+    ax.set_ylim(1e-5, 1e5)
+    ax.set_xlim(0, 5)
+    c = np.asarray(plt_image(figure_png(frozen)), dtype=int)
+    left, bottom = slice(0, int(0.1 * a.shape[1])), slice(int(0.9 * a.shape[0]), None)
+    assert not np.array_equal(c[:, left], b[:, left]) and np.array_equal(c[bottom], b[bottom])
+
+
+def test_plain_log_yaxis_draws_few_plain_text_ticks():
+    fig, ax = new_figure()
+    plain_log_yaxis(ax)
+    ax.set_ylim(1e-47, 1e2)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert ax.get_yscale() == "log" and 2 <= len(labels) <= 8 and all(re.fullmatch(r"1e-?\d+", t) for t in labels)
+    assert len(ax.yaxis.get_minorticklocs()) == 0
+
+
+def test_float32_range_status_names_the_kind():
+    assert widgets.float32_range_status(-3.0, 2.0) == ""
+    assert widgets.float32_range_status(-np.inf, 0.0).startswith("zero gradient")
+    assert widgets.float32_range_status(-46.2, 0.0).startswith("underflow: a gradient of 1e-47")
+    assert widgets.float32_range_status(-1.0, 40.1).startswith("overflow: a gradient of 1e41")
+    assert widgets.float32_range_status(-37.9, 38.5) == ""  # inside float32's normal range
+
+
+@pytest.mark.parametrize("freeze", [freeze_axes, freeze_decorations, freeze_frame_but_y_ticks])
 def test_freeze_rejects_bad_arguments(freeze):
     fig, ax = new_figure()
     _, other_ax = new_figure()
@@ -846,6 +882,14 @@ def test_ch02_relu_check(capsys):
     assert ch02.check_relu(math.sqrt(2), 30.1) is False  # sign
     assert ch02.check_relu(None, -30.1) is False
     assert "Correct" in capsys.readouterr().out
+
+
+def test_sigma_w_and_depth_sliders():
+    s = widgets.sigma_w_slider(1.4, 0.5, 3.0, 0.05)
+    assert isinstance(s, ipywidgets.FloatSlider) and (s.value, s.min, s.max, s.step) == (1.4, 0.5, 3.0, 0.05)
+    assert s.description == "sigma_w" and s.readout_format == ".2f"
+    d = widgets.depth_slider(30, 50)
+    assert isinstance(d, ipywidgets.IntSlider) and (d.value, d.min, d.max, d.description) == (30, 1, 50, "depth L")
 
 
 def test_unanswered_prints_one_neutral_prompt_only_for_a_missing_answer(capsys):

@@ -171,6 +171,7 @@ from vgplib.training import (
     mlp_accuracy_fn,
     mlp_loss_fn,
     relative_weight_change,
+    scanned_mlp_loss_fn,
     train_many,
     train_mlp,
 )
@@ -325,6 +326,7 @@ __all__ = [
     "relative_weight_change",
     "rnn_cell",
     "scaled_grad",
+    "scanned_mlp_loss_fn",
     "slope_distribution",
     "softmax_jacobian",
     "softmax_saturation",

@@ -32,6 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 #: Default panel size in inches: 576 x 307 px at :data:`DPI`.
 FIGSIZE = (6.0, 3.2)
@@ -340,6 +341,19 @@ def _pixel_box(fig: Figure, ax: Axes) -> tuple[np.ndarray, int, int]:
     return pixels[height - y1 : height - y0, x0:x1], x0, y0
 
 
+def plain_log_yaxis(ax: Axes, numticks: int = 6) -> None:
+    """A log y axis cheap to redraw: at most ``numticks`` major ticks, no minor ticks, plain-text labels.
+
+    The panels' gradient axes span tens of decades: the default locator draws hundreds of minor
+    ticks there, and mathtext labels (``10^{-47}``) are re-typeset whenever the range changes, so the
+    labels read ``1e-47`` instead.
+    """
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=numticks))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else ""))
+
+
 def _check_fig_ax(fig: Figure, ax: Axes) -> None:
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure; got {type(fig).__name__}")
@@ -360,6 +374,16 @@ def freeze_axes(fig: Figure, ax: Axes) -> None:
     fig.figimage(pixels, xo=x0, yo=y0, origin="upper", zorder=10)
 
 
+def _behind_axes(fig: Figure, ax: Axes, pixels: np.ndarray, x0: int, y0: int) -> None:
+    """Stop drawing ``ax``'s spines, background and legend; draw ``pixels`` (its frozen frame) behind it."""
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.patch.set_visible(False)
+    if ax.get_legend() is not None:
+        ax.get_legend().set_visible(False)
+    fig.figimage(pixels, xo=x0, yo=y0, origin="upper", zorder=-1)
+
+
 def freeze_decorations(fig: Figure, ax: Axes) -> None:
     """Draw the static frame of ``ax`` (spines, ticks, tick and axis labels, grid, legend) once, as pixels.
 
@@ -378,10 +402,26 @@ def freeze_decorations(fig: Figure, ax: Axes) -> None:
         artist.set_visible(True)
     ax.xaxis.set_visible(False)
     ax.yaxis.set_visible(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.patch.set_visible(False)
-    if ax.get_legend() is not None:
-        ax.get_legend().set_visible(False)
-    fig.figimage(pixels, xo=x0, yo=y0, origin="upper", zorder=-1)
+    _behind_axes(fig, ax, pixels, x0, y0)
 
+
+def freeze_frame_but_y_ticks(fig: Figure, ax: Axes) -> None:
+    """Draw ``ax``'s static frame once, as pixels behind the axes: spines, background, the x axis (ticks,
+    tick labels, label), the y label and the legend. Only the y ticks, tick labels and major grid lines
+    stay live (for an axes whose y range follows the data). Like :func:`freeze_decorations`; live panels
+    only (the pixels are at ``fig.dpi``)."""
+    _check_fig_ax(fig, ax)
+    data = [a for a in (*ax.lines, *ax.patches, *ax.collections, *ax.texts, ax.title) if a.get_visible()]
+    for artist in data:
+        artist.set_visible(False)
+    grid_on = ax.yaxis.majorTicks[0].gridline.get_visible()
+    ax.tick_params(axis="y", which="both", left=False, labelleft=False)
+    ax.yaxis.grid(False, which="major")
+    pixels, x0, y0 = _pixel_box(fig, ax)
+    ax.tick_params(axis="y", which="major", left=True, labelleft=True)
+    ax.yaxis.grid(grid_on, which="major")
+    for artist in data:
+        artist.set_visible(True)
+    ax.xaxis.set_visible(False)
+    ax.yaxis.label.set_visible(False)
+    _behind_axes(fig, ax, pixels, x0, y0)

@@ -278,6 +278,75 @@ def mlp_accuracy_fn(activation: str = "tanh", **forward_kwargs: Any) -> Callable
     return accuracy_fn
 
 
+class _Phi(NamedTuple):
+    """What :func:`vgplib.normalization.norm_layer` needs of an activation: its function."""
+
+    fn: Callable[[Array], Array]
+
+
+@cache
+def scanned_mlp_loss_fn(activation: str | tuple[str, ...] = "tanh", norm: str | None = None,
+                        eps: float = 1e-5) -> Callable[[Any, Array, Array], Array]:
+    """``loss_fn(params, x, y)``: :func:`mlp_loss_fn` for a deep MLP whose equal-shape hidden layers are
+    stacked and run in ``lax.scan`` (one layer body to compile instead of ``L``), for :func:`train_many`.
+
+    ``params = {"first": layer (optional), "hidden": {"W": (K, n, n), "b": (K, n)}, "out": layer}``
+    (``hidden`` as :func:`vgplib.networks.stack_params` stacks it). ``h_1 = phi(N(W_first x + b_first))``
+    where ``"first"`` is present (else ``h_0 = x``), then ``h_l = phi(N(W_l h_{l-1} + b_l))`` for the
+    ``K`` stacked layers, ``logits = W_out h + b_out`` (linear, not normalized) and
+    ``E = -(1/B) sum_b log softmax(logits_b)[y_b]``; ``norm`` is ``None``, ``"batch"`` or ``"layer"``
+    (variance ``+ eps``), as in :func:`vgplib.mlp_forward`. The same function as
+    ``mlp_loss_fn(activation, norm=norm, eps=eps)`` on the unstacked layers (tested).
+
+    With a tuple of activation names every model carries its own activation: ``params["act"]`` is a
+    one-hot float vector over the names and ``phi = names[argmax(act)]``
+    (:func:`vgplib.activations.function_by_index`); ``act`` is behind ``stop_gradient``, so an optimizer
+    leaves it one-hot, and one :func:`train_many` call (one compilation) trains several activations at
+    once (under ``jax.vmap`` every branch is evaluated).
+
+    Traceable and cached (the same arguments return the same object, so :func:`train_many` reuses its
+    compilation). ``loss_fn.accuracy(params, x, y)`` is the companion accuracy (the fraction of rows
+    whose largest logit is at ``y``), for :func:`evaluate_many`.
+    """
+    from vgplib.activations import function_by_index
+    from vgplib.networks import dense
+    from vgplib.normalization import check_norm, norm_layer
+
+    eps = check_norm(norm, eps)
+    if isinstance(activation, tuple):
+        if not activation:
+            raise ValueError("activation must be a name or a non-empty tuple of names; got ()")
+        names = tuple(get_activation(a).name for a in activation)
+    else:
+        act = get_activation(activation)
+        names = None
+
+    def logits(params, x):
+        if names is None:
+            phi = act
+        else:
+            idx = jnp.argmax(jax.lax.stop_gradient(params["act"]))
+            phi = _Phi(lambda a: function_by_index(idx, a, names))
+        h = norm_layer(params["first"], x, phi, norm, eps) if "first" in params else x
+
+        def layer(h, p):
+            return norm_layer(p, h, phi, norm, eps), None
+
+        h, _ = jax.lax.scan(layer, h, params["hidden"])
+        return dense(params["out"], h)
+
+    def loss_fn(params, x, y):
+        return optax.softmax_cross_entropy_with_integer_labels(logits(params, x), y).mean()
+
+    def accuracy_fn(params, x, y):
+        return jnp.mean(jnp.argmax(logits(params, x), axis=-1) == y)
+
+    suffix = act.name if names is None else "_".join(names)
+    loss_fn.__name__, accuracy_fn.__name__ = f"scanned_mlp_loss_{suffix}", f"scanned_mlp_accuracy_{suffix}"
+    loss_fn.accuracy = accuracy_fn
+    return loss_fn
+
+
 def _check_batch(params_batch: Any) -> int:
     leaves = jax.tree_util.tree_leaves(params_batch)
     if not leaves:

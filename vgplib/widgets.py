@@ -45,6 +45,8 @@ from matplotlib.figure import Figure
 from vgplib.plots import (
     DPI,
     FIGSIZE,
+    FLOAT32_MAX,
+    FLOAT32_TINY,
     figure_dpi,
     figure_png,
     freeze_legends,
@@ -61,10 +63,13 @@ __all__ = [
     "answer_number",
     "corner_values",
     "count_compiles",
+    "depth_slider",
+    "float32_range_status",
     "new_figure",
     "register_panel",
     "report_answer",
     "scrubber",
+    "sigma_w_slider",
     "sweep_values",
     "unanswered",
 ]
@@ -82,6 +87,24 @@ _SUPPORTED = _RANGE_TYPES + _OPTION_TYPES + _BOOL_TYPES + (ipywidgets.SelectionS
 #: How a non-empty status string starts (checked by the corner-sweep test): "underflow: ...",
 #: "overflow: ...", "zero gradient: ..." (an exact 0, e.g. a dead ReLU layer), "nan: ...".
 STATUS_KINDS = ("underflow", "overflow", "zero", "nan")
+
+
+def float32_range_status(low: float, high: float) -> str:
+    """The status of a gradient panel whose measured norms span ``10**low .. 10**high`` (log10, exact).
+
+    ``"zero gradient: ..."`` when ``low`` is not finite (an exact 0, e.g. a layer with no active ReLU
+    unit), ``"underflow: ..."`` below float32's smallest normal, ``"overflow: ..."`` above its largest,
+    else ``""``: what a float32 backward pass would have lost, while the panel draws from log space.
+    """
+    if not np.isfinite(low):
+        return "zero gradient: a layer with no active unit stops the gradient exactly"
+    if low < math.log10(FLOAT32_TINY):
+        return (f"underflow: a gradient of 1e{math.floor(low)} is below float32's smallest normal 1.2e-38 "
+                "(a float32 backward pass gives 0; drawn from log space)")
+    if high > math.log10(FLOAT32_MAX):
+        return f"overflow: a gradient of 1e{math.ceil(high)} is above float32's largest 3.4e38 (inf in float32)"
+    return ""
+
 
 #: A live figure is shown at its size in CSS pixels, 96 per inch (8-point text is 10.7 px high)...
 CSS_DPI = 96
@@ -576,6 +599,17 @@ def all_panels() -> dict[str, Callable[[], LivePanel]]:
 
 # re-exported for panel modules: ``from vgplib.widgets import new_figure``
 _ = (new_figure, FIGSIZE, DPI)
+
+
+def sigma_w_slider(value: float, lo: float, hi: float, step: float) -> ipywidgets.FloatSlider:
+    """The panels' weight-scale control: a ``sigma_w`` slider from ``lo`` to ``hi`` in steps of ``step``."""
+    return ipywidgets.FloatSlider(value=value, min=lo, max=hi, step=step, description="sigma_w",
+                                  readout_format=".2f")
+
+
+def depth_slider(value: int, max_depth: int) -> ipywidgets.IntSlider:
+    """The panels' depth control: a ``depth L`` slider from 1 to ``max_depth``."""
+    return ipywidgets.IntSlider(value=value, min=1, max=max_depth, description="depth L")
 
 
 # --------------------------------------------------------------------------- exercises

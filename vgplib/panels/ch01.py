@@ -34,7 +34,13 @@ from vgplib.jacobians import layer_jacobians, renormalized_step
 from vgplib.networks import mlp_forward
 from vgplib.plots import FLOAT32_TINY, freeze_decorations, new_figure
 from vgplib.theory import chi1, length_map
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.widgets import (
+    LivePanel,
+    register_panel,
+    report_answer,
+    scrubber,
+    unanswered,
+)
 
 Array = jax.Array
 
@@ -420,8 +426,7 @@ def check_layer_jacobian(answer) -> bool:
     Compared (``rtol=1e-4``) with :func:`vgplib.layer_jacobians`, which differentiates the layer by
     autodiff. Prints a verdict and returns ``True``/``False``.
     """
-    if answer is None:
-        print("No answer yet: set the variable to your (3, 3) array and run the cell again.")
+    if unanswered("set the variable to your (3, 3) array and run the cell again.", answer):
         return False
     A = np.asarray(answer, dtype=np.float64)
     layer, x = exercise_layer()
@@ -465,8 +470,7 @@ def check_deltas(delta_1, delta_2) -> bool:
     Compared (``rtol=1e-4``) with ``dE/db_l`` from ``jax.grad``, which equals ``delta_l`` because
     ``a_l = W_l h_{l-1} + b_l``. Prints a verdict and returns ``True``/``False``.
     """
-    if delta_1 is None or delta_2 is None:
-        print("No answer yet: set delta_1 and delta_2 to your arrays and run the cell again.")
+    if unanswered("set delta_1 and delta_2 to your arrays and run the cell again.", delta_1, delta_2):
         return False
     ref_1, ref_2 = _two_layer_reference()
     d1 = np.atleast_1d(np.asarray(delta_1, dtype=np.float64))

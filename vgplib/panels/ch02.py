@@ -40,7 +40,13 @@ from vgplib.activations import activation_by_index
 from vgplib.jacobians import renormalized_step, stable_norm
 from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, log10_or_nan, new_figure
 from vgplib.theory import chi1, length_map_and_chi
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.widgets import (
+    LivePanel,
+    register_panel,
+    report_answer,
+    scrubber,
+    unanswered,
+)
 
 MAX_DEPTH = 200  #: layers of the fixed-shape network (depth slider maximum)
 WIDTH = 64  #: width n of every layer
@@ -478,8 +484,7 @@ def check_horizon(L) -> bool:
     The answer is computed, not stored: a float32 cumulative product in JAX (:func:`scalar_powers`).
     Prints a verdict and returns ``True``/``False``.
     """
-    if L is None:
-        print("No answer yet: set L to your integer and run the cell again.")
+    if unanswered("set L to your integer and run the cell again.", L):
         return False
     ok = isinstance(L, (int, np.integer)) and not isinstance(L, bool) and int(L) == float32_horizon(0.25)
     return report_answer(ok, "0.25^L reaches 2^-126 at L = 63; below that JAX flushes to 0",
@@ -491,8 +496,7 @@ def check_nilpotent(rho_A, rho_B, rho_AB) -> bool:
 
     Compared (``atol=1e-9``) with NumPy's eigenvalues. Prints a verdict and returns ``True``/``False``.
     """
-    if rho_A is None or rho_B is None or rho_AB is None:
-        print("No answer yet: set rho_A, rho_B and rho_AB and run the cell again.")
+    if unanswered("set rho_A, rho_B and rho_AB and run the cell again.", rho_A, rho_B, rho_AB):
         return False
     A = np.array([[0.0, 2.0], [0.0, 0.0]])
     B = np.array([[0.0, 0.0], [2.0, 0.0]])
@@ -512,8 +516,7 @@ def check_relu(sigma_w, decades) -> bool:
     ``sigma_w`` must give ``|chi_1 - 1| < 2e-3`` and ``decades`` must be within 0.05 of
     ``100 log10 chi_1(sigma_w = 1)``, both with :func:`vgplib.chi1`. Prints a verdict, returns ``True``/``False``.
     """
-    if sigma_w is None or decades is None:
-        print("No answer yet: set sigma_w and decades and run the cell again.")
+    if unanswered("set sigma_w and decades and run the cell again.", sigma_w, decades):
         return False
     sigma_w, decades = float(sigma_w), float(decades)
     ok_sigma = sigma_w > 0 and abs(chi1("relu", sigma_w, q=1.0) - 1) < 2e-3

@@ -39,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import activation_by_index
@@ -47,15 +46,19 @@ from vgplib.data import load_digits
 from vgplib.init import init_mlp
 from vgplib.jacobians import renormalized_step, stable_log_norm
 from vgplib.networks import dense
-from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
+from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure, plain_log_yaxis
 from vgplib.theory import length_map_and_chi, q_star_and_chi
 from vgplib.training import TrainHistory
 from vgplib.widgets import (
     LivePanel,
+    depth_slider,
+    float32_range_status,
     register_panel,
     report_answer,
     scrubber,
+    sigma_w_slider,
     sweep_values,
+    unanswered,
 )
 
 Array = jax.Array
@@ -213,13 +216,9 @@ def make_gradient_figure() -> tuple[Figure, object]:
     panel computes in log space, a float32 backward pass would return 0 or inf).
     """
     fig, ax = new_figure(figsize=(6.0, 3.4), dpi=72, margins={"left": 0.19, "top": 0.78, "bottom": 0.15})
-    ax.set_yscale("log")
     # few ticks, no minor ticks: a log axis over 50 decades otherwise draws hundreds of them
-    # (the PNG render took about 4x longer)
-    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=6))
-    ax.yaxis.set_minor_locator(NullLocator())
-    # plain-text tick labels: mathtext "10^{-47}" labels are re-typeset whenever the range changes
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else ""))
+    # (the PNG render took about 4x longer); plain-text "1e-47" tick labels
+    plain_log_yaxis(ax)
     ax.set_xlim(-1, MAX_DEPTH + 1)
     ax.set_xlabel("layer $l$ (0 = input)")
     ax.set_ylabel("gradient norm")
@@ -260,14 +259,7 @@ def make_gradient_figure() -> tuple[Figure, object]:
         )
         low = min(prof["dx"].min(), prof["dw"].min())
         high = max(prof["dx"].max(), prof["dw"].max())
-        if not np.isfinite(low):
-            return "zero gradient: a layer with no active unit stops the gradient exactly"
-        if low < math.log10(FLOAT32_TINY):
-            return (f"underflow: a gradient of 1e{math.floor(low)} is below float32's smallest normal 1.2e-38 "
-                    "(a float32 backward pass gives 0; drawn from log space)")
-        if high > math.log10(FLOAT32_MAX):
-            return f"overflow: a gradient of 1e{math.ceil(high)} is above float32's largest 3.4e38 (inf in float32)"
-        return ""
+        return float32_range_status(low, high)
 
     return fig, update
 
@@ -275,9 +267,8 @@ def make_gradient_figure() -> tuple[Figure, object]:
 def gradient_controls(depth: int = 30, sigma_w: float = 1.0, activation: str = "tanh") -> dict:
     """Depth slider ``1..MAX_DEPTH``, ``sigma_w`` slider ``0.5..3``, activation selector."""
     return {
-        "depth": ipywidgets.IntSlider(value=depth, min=1, max=MAX_DEPTH, description="depth L"),
-        "sigma_w": ipywidgets.FloatSlider(value=sigma_w, min=SIGMA_W_MIN, max=SIGMA_W_MAX, step=SIGMA_W_STEP,
-                                          description="sigma_w", readout_format=".2f"),
+        "depth": depth_slider(depth, MAX_DEPTH),
+        "sigma_w": sigma_w_slider(sigma_w, SIGMA_W_MIN, SIGMA_W_MAX, SIGMA_W_STEP),
         "activation": ipywidgets.ToggleButtons(options=list(PANEL_ACTIVATIONS), value=activation,
                                                description="activation"),
     }
@@ -547,8 +538,7 @@ def check_backward_limit(a) -> bool:
     Backward, ``Var(dCost/dh_{l-1}) = n_out Var(W) Var(dCost/da_l)`` and ``Var(U[-a, a]) = a^2 / 3``,
     so ``a = sqrt(3 / n_out)``. Prints a verdict and returns ``True``/``False``.
     """
-    if a is None:
-        print("No answer yet: set a to your number and run the cell again.")
+    if unanswered("set a to your number and run the cell again.", a):
         return False
     a = float(a)
     if math.isclose(a, math.sqrt(3.0 / 1000), rel_tol=1e-3):
@@ -567,8 +557,7 @@ def check_depth_to_vanish(depth) -> bool:
     """
     from vgplib.theory import chi1
 
-    if depth is None:
-        print("No answer yet: set depth_answer to your integer and run the cell again.")
+    if unanswered("set depth_answer to your integer and run the cell again.", depth):
         return False
     chi = chi1("sigmoid", 1.0 / math.sqrt(3.0))
     answer = math.ceil(2.0 * math.log(1e-7) / math.log(chi) - 1e-12)
@@ -596,8 +585,7 @@ def check_adam_step(step) -> bool:
     """Self-check for the Adam exercise: the size of Adam's step (``lr = 1e-3``, ``eps = 1e-8``) for a
     gradient entry that has stayed at ``1e-18`` (compared with :func:`adam_steady_step`, ``rtol=1e-2``).
     """
-    if step is None:
-        print("No answer yet: set step to your number and run the cell again.")
+    if unanswered("set step to your number and run the cell again.", step):
         return False
     step = abs(float(step))
     ref = adam_steady_step(1e-18)

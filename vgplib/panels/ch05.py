@@ -42,10 +42,13 @@ from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, new_figure
 from vgplib.theory import length_map_and_chi, q_star_and_chi
 from vgplib.widgets import (
     LivePanel,
+    depth_slider,
     register_panel,
     report_answer,
     scrubber,
+    sigma_w_slider,
     sweep_values,
+    unanswered,
 )
 
 Array = jax.Array
@@ -288,9 +291,8 @@ def make_overflow_figure() -> tuple[Figure, object]:
 def overflow_controls(sigma_w: float = 4.0, depth: int = 250) -> dict[str, ipywidgets.ValueWidget]:
     """The panel's sliders: weight scale ``sigma_w`` and depth ``L``."""
     return {
-        "sigma_w": ipywidgets.FloatSlider(value=sigma_w, min=SIGMA_W_MIN, max=SIGMA_W_MAX, step=SIGMA_W_STEP,
-                                          description="sigma_w", readout_format=".2f"),
-        "depth": ipywidgets.IntSlider(value=depth, min=1, max=MAX_DEPTH, description="depth L"),
+        "sigma_w": sigma_w_slider(sigma_w, SIGMA_W_MIN, SIGMA_W_MAX, SIGMA_W_STEP),
+        "depth": depth_slider(depth, MAX_DEPTH),
     }
 
 
@@ -629,8 +631,7 @@ def float32_overflow_count(a: float) -> int:
 
 def check_overflow_count(answer) -> bool | None:
     """Self-check: after how many factors 1.5 does a float32 running product first become inf?"""
-    if answer is None:
-        print("No answer yet: set the variable to your integer and run the cell again.")
+    if unanswered("set the variable to your integer and run the cell again.", answer):
         return None
     ref = float32_overflow_count(1.5)
     # An integral float such as 219.0 (e.g. from np.ceil) counts as an integer; 218.8 or "219" do not.
@@ -646,8 +647,7 @@ def check_overflow_depth(answer, sigma_w: float = 3.0) -> bool | None:
     Reference: ``L = ln(3.4e38) / (0.5 ln chi_1)`` with ``chi_1`` from :func:`vgplib.chi1` (tanh);
     answers within 2 % are accepted.
     """
-    if answer is None:
-        print("No answer yet: set the variable to your depth and run the cell again.")
+    if unanswered("set the variable to your depth and run the cell again.", answer):
         return None
     from vgplib.theory import chi1
 
@@ -663,8 +663,7 @@ def check_overflow_depth(answer, sigma_w: float = 3.0) -> bool | None:
 
 def check_wall(answer, w: float = 6.0) -> bool | None:
     """Self-check: the bias ``b`` at which the cliff crosses ``w`` (for ``a_0 = 0.5``)."""
-    if answer is None:
-        print("No answer yet: set the variable to your value of b and run the cell again.")
+    if unanswered("set the variable to your value of b and run the cell again.", answer):
         return None
     ref = float(cliff_wall(w))
     try:

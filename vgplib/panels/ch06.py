@@ -32,22 +32,32 @@ import ipywidgets
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import activation_by_index, get_activation
 from vgplib.jacobians import renormalized_step
-from vgplib.plots import FLOAT32_MAX, FLOAT32_TINY, freeze_decorations, new_figure
+from vgplib.plots import (
+    FLOAT32_MAX,
+    FLOAT32_TINY,
+    freeze_decorations,
+    freeze_frame_but_y_ticks,
+    new_figure,
+    plain_log_yaxis,
+)
 from vgplib.theory import gaussian_expectation, length_map_and_chi, q_star_and_chi
+from vgplib.training import scanned_mlp_loss_fn
 from vgplib.units import slope_distribution_by_index
 from vgplib.widgets import (
     LivePanel,
+    depth_slider,
+    float32_range_status,
     register_panel,
     report_answer,
     scrubber,
+    sigma_w_slider,
     sweep_values,
+    unanswered,
 )
 
 Array = jax.Array
@@ -187,13 +197,6 @@ def gradient_profile(activation: str, sigma_w: float, depth: int, sigma_b: float
     }
 
 
-def _log_axis(ax) -> None:
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=6))
-    ax.yaxis.set_minor_locator(NullLocator())
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else ""))
-
-
 def make_panel_figure(sigma_b: float = 0.0):
     """The panel: slopes ``phi'(a_L)`` of the deepest layer (left), ``||g_l||`` per layer (right).
 
@@ -210,7 +213,7 @@ def make_panel_figure(sigma_b: float = 0.0):
     a1.set_xlabel(r"slope $\phi'(a_L)$")
     a1.set_ylabel("fraction of units")
     a1.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=1)
-    _log_axis(a2)
+    plain_log_yaxis(a2)
     a2.set_xlim(-1, MAX_DEPTH + 1)
     a2.set_xlabel("layer $l$ (0 = input)")
     a2.set_ylabel(r"$\|g_l\|$")
@@ -246,45 +249,9 @@ def make_panel_figure(sigma_b: float = 0.0):
         title.set_text(f"{LABELS[activation]}, \u03c3_w = {sigma_w:.2f}, L = {depth}:  \u03c7\u2081(q*) = "
                        f"{p['chi_star']:.3g}, q* = {q_text},  \u2016g\u2080\u2016 \u2248 1e{p['g'][0]:.1f}")
         low, high = p["g"].min(), p["g"].max()
-        if not np.isfinite(low):
-            return "zero gradient: a layer with no active unit stops the gradient exactly"
-        if low < math.log10(FLOAT32_TINY):
-            return (f"underflow: a gradient of 1e{math.floor(low)} is below float32's smallest normal 1.2e-38 "
-                    "(a float32 backward pass gives 0; drawn from log space)")
-        if high > math.log10(FLOAT32_MAX):
-            return f"overflow: a gradient of 1e{math.ceil(high)} is above float32's largest 3.4e38"
-        return ""
+        return float32_range_status(low, high)
 
     return fig, update
-
-
-def _freeze_frame_but_y_ticks(fig: Figure, ax) -> None:
-    """Draw ``ax``'s static frame once, as pixels behind the axes: spines, background, the x axis (ticks,
-    tick labels, label), the y label and the legend. Only the y ticks, tick labels and grid lines stay
-    live (the y range follows the data). Like :func:`vgplib.plots.freeze_decorations`, for live panels only."""
-    data = [a for a in (*ax.lines, *ax.patches, *ax.collections, *ax.texts, ax.title) if a.get_visible()]
-    for artist in data:
-        artist.set_visible(False)
-    ax.tick_params(axis="y", which="both", left=False, labelleft=False)
-    ax.yaxis.grid(False, which="major")
-    fig.canvas.draw()
-    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
-    height, width = pixels.shape[:2]
-    box = ax.get_tightbbox(fig.canvas.get_renderer()).padded(1)
-    x0, y0 = max(math.floor(box.x0), 0), max(math.floor(box.y0), 0)
-    x1, y1 = min(math.ceil(box.x1), width), min(math.ceil(box.y1), height)
-    ax.tick_params(axis="y", which="major", left=True, labelleft=True)
-    ax.yaxis.grid(True, which="major")
-    for artist in data:
-        artist.set_visible(True)
-    ax.xaxis.set_visible(False)
-    ax.yaxis.label.set_visible(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.patch.set_visible(False)
-    if ax.get_legend() is not None:
-        ax.get_legend().set_visible(False)
-    fig.figimage(pixels[height - y1 : height - y0, x0:x1], xo=x0, yo=y0, origin="upper", zorder=-1)
 
 
 def make_panel_figure_live(sigma_b: float = 0.0):
@@ -298,7 +265,7 @@ def make_panel_figure_live(sigma_b: float = 0.0):
     freeze_decorations(fig, a1)
     for patch in hidden:
         patch.set_visible(True)
-    _freeze_frame_but_y_ticks(fig, a2)
+    freeze_frame_but_y_ticks(fig, a2)
     for image in fig.images:
         _reuse_pixels(image)
     return fig, update
@@ -323,9 +290,8 @@ def panel_controls(activation: str = "relu", sigma_w: float = 1.4, depth: int = 
     """Activation selector, ``sigma_w`` slider ``0.5..3`` (step 0.05), depth slider ``1..100``."""
     return {
         "activation": ipywidgets.Dropdown(options=list(PANEL_ACTIVATIONS), value=activation, description="activation"),
-        "sigma_w": ipywidgets.FloatSlider(value=sigma_w, min=SIGMA_W_MIN, max=SIGMA_W_MAX, step=SIGMA_W_STEP,
-                                          description="sigma_w", readout_format=".2f"),
-        "depth": ipywidgets.IntSlider(value=depth, min=1, max=MAX_DEPTH, description="depth L"),
+        "sigma_w": sigma_w_slider(sigma_w, SIGMA_W_MIN, SIGMA_W_MAX, SIGMA_W_STEP),
+        "depth": depth_slider(depth, MAX_DEPTH),
     }
 
 
@@ -445,7 +411,7 @@ def critical_profiles_figure(profiles: Mapping[str, dict], settings: Mapping[str
     """Measured ``||g_l||`` (dots) at each activation's critical ``(sigma_w, sigma_b)`` with the layer-wise
     mean-field prediction (line), all on one log axis; ``profiles`` from :func:`gradient_profile`."""
     fig, ax = new_figure(figsize=(6.6, 3.4), dpi=96, margins={"left": 0.12, "right": 0.64, "top": 0.95, "bottom": 0.14})
-    _log_axis(ax)
+    plain_log_yaxis(ax)
     for name, p in profiles.items():
         layers = np.arange(len(p["g"]))
         sw, sb = settings[name]
@@ -470,7 +436,7 @@ def stacked_mlp(key: Array, width: int, depth: int, sigma_w: float, n_in: int = 
                 sigma_b: float = 0.0) -> dict:
     """An MLP ``n_in -> width x (depth - 1) -> n_out`` from :func:`vgplib.init_mlp` (``"gaussian"``: ``sigma_w``,
     ``sigma_b``; the linear read-out with ``sigma_w = 1``), stored for ``lax.scan``:
-    ``{"first": layer, "hidden": {"W": (depth - 2, n, n), "b": (depth - 2, n)}, "last": layer}``."""
+    ``{"first": layer, "hidden": {"W": (depth - 2, n, n), "b": (depth - 2, n)}, "out": layer}``."""
     from vgplib.init import init_layer, init_mlp
 
     width = check_positive_int("width", width)
@@ -479,80 +445,33 @@ def stacked_mlp(key: Array, width: int, depth: int, sigma_w: float, n_in: int = 
     layers = init_mlp(k1, [n_in] + [width] * (depth - 1), "gaussian", sigma_w=sigma_w, sigma_b=sigma_b)
     last = init_layer(k2, width, n_out, "gaussian", sigma_w=1.0)
     return {"first": layers[0], "hidden": {"W": jnp.stack([p["W"] for p in layers[1:]]),
-                                           "b": jnp.stack([p["b"] for p in layers[1:]])}, "last": last}
+                                           "b": jnp.stack([p["b"] for p in layers[1:]])}, "out": last}
 
 
 def as_layers(params: dict) -> list[dict]:
     """The list-of-layers form of :func:`stacked_mlp` parameters (for :func:`vgplib.mlp_forward`, ``dead_units``)."""
     hidden = [{"W": W, "b": b} for W, b in zip(params["hidden"]["W"], params["hidden"]["b"])]
-    return [params["first"], *hidden, params["last"]]
+    return [params["first"], *hidden, params["out"]]
 
 
-@functools.cache
 def stacked_loss_fn(activation: str):
     """``loss_fn(params, x, y)`` for :func:`vgplib.train_many`: mean softmax cross-entropy of the
     :func:`stacked_mlp` network with ``phi = activation`` (hidden layers in ``lax.scan``: one layer
-    compiled, not ``depth``); the same numbers as :func:`vgplib.mlp_forward` on :func:`as_layers`."""
-    act = get_activation(activation)
-
-    def logits(params, x):
-        hi = jax.lax.Precision.HIGHEST
-        h = act.fn(jnp.matmul(x, params["first"]["W"].T, precision=hi) + params["first"]["b"])
-
-        def layer(h, p):
-            return act.fn(jnp.matmul(h, p["W"].T, precision=hi) + p["b"]), None
-
-        h, _ = jax.lax.scan(layer, h, params["hidden"])
-        return jnp.matmul(h, params["last"]["W"].T, precision=hi) + params["last"]["b"]
-
-    def loss_fn(params, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(logits(params, x), y).mean()
-
-    def accuracy_fn(params, x, y):
-        return jnp.mean(jnp.argmax(logits(params, x), axis=-1) == y)
-
-    loss_fn.accuracy = accuracy_fn
-    loss_fn.__name__ = f"stacked_loss_{act.name}"
-    return loss_fn
+    compiled, not ``depth``), :func:`vgplib.scanned_mlp_loss_fn` (cached; ``loss_fn.accuracy``); the same
+    numbers as :func:`vgplib.mlp_forward` on :func:`as_layers`."""
+    return scanned_mlp_loss_fn(activation)
 
 
-@functools.cache
 def mixed_loss_fn(names: tuple[str, ...]):
     """Like :func:`stacked_loss_fn`, but each model carries its activation: ``params["act"]`` is a one-hot
-    float vector over ``names`` (see :func:`with_activation`) and ``phi = names[argmax(act)]`` through
-    :func:`vgplib.activations.function_by_index`. One :func:`vgplib.train_many` call (one compilation)
-    then trains every activation at once; ``act`` is behind ``stop_gradient``, so its gradient is 0 and
-    SGD or Adam leave it exactly one-hot. Under ``jax.vmap`` every branch is evaluated (a select)."""
-    from vgplib.activations import function_by_index
-
+    float vector over ``names`` (see :func:`with_activation`) and ``phi = names[argmax(act)]``
+    (:func:`vgplib.scanned_mlp_loss_fn` with a tuple of names). One :func:`vgplib.train_many` call (one
+    compilation) then trains every activation at once; ``act`` is behind ``stop_gradient``, so its
+    gradient is 0 and SGD or Adam leave it exactly one-hot. Under ``jax.vmap`` every branch is evaluated."""
     names = tuple(names)
     for n in names:
         check_name("activation", n, PANEL_ACTIVATIONS)
-
-    def logits(params, x):
-        idx = jnp.argmax(jax.lax.stop_gradient(params["act"]))
-        hi = jax.lax.Precision.HIGHEST
-
-        def phi(a):
-            return function_by_index(idx, a, names)
-
-        h = phi(jnp.matmul(x, params["first"]["W"].T, precision=hi) + params["first"]["b"])
-
-        def layer(h, p):
-            return phi(jnp.matmul(h, p["W"].T, precision=hi) + p["b"]), None
-
-        h, _ = jax.lax.scan(layer, h, params["hidden"])
-        return jnp.matmul(h, params["last"]["W"].T, precision=hi) + params["last"]["b"]
-
-    def loss_fn(params, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(logits(params, x), y).mean()
-
-    def accuracy_fn(params, x, y):
-        return jnp.mean(jnp.argmax(logits(params, x), axis=-1) == y)
-
-    loss_fn.accuracy = accuracy_fn
-    loss_fn.__name__ = "mixed_loss_" + "_".join(names)
-    return loss_fn
+    return scanned_mlp_loss_fn(names)
 
 
 def with_activation(params: dict, index: int, n_names: int) -> dict:
@@ -590,7 +509,7 @@ def layer_gradients_figure(norms: Mapping[str, np.ndarray], dead: Mapping[str, n
     layer's weights whose gradient is exactly 0 against the layer's dead fraction."""
     fig, (a1, a2) = new_figure(figsize=(7.0, 2.9), dpi=96, ncols=2,
                                margins={"left": 0.1, "right": 0.98, "top": 0.88, "bottom": 0.17, "wspace": 0.3})
-    _log_axis(a1)
+    plain_log_yaxis(a1)
     for name, n in norms.items():
         n = np.asarray(n)
         for m in range(n.shape[0]):
@@ -625,7 +544,7 @@ def training_figure(results: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
         ax.grid(alpha=0.3)
     a1.set_title("test accuracy", fontsize=9)
     a1.set_ylim(0, 1)
-    _log_axis(a2)
+    plain_log_yaxis(a2)
     a2.set_title(r"$\|W_1(T) - W_1(0)\| / \|W_1(0)\|$", fontsize=9)
     return fig
 
@@ -636,8 +555,7 @@ def training_figure(results: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
 def check_leaky_critical(sigma_w) -> bool:
     """Self-check: the critical ``sigma_w`` (``chi_1 = 1``, ``sigma_b = 0``) of a leaky ReLU with slope 0.1 for
     ``a < 0``: ``chi_1 = sigma_w^2 (1 + 0.1^2) / 2`` at every ``q``, so ``sigma_w = sqrt(2 / 1.01)``."""
-    if sigma_w is None:
-        print("No answer yet: set sigma_w_answer to your number and run the cell again.")
+    if unanswered("set sigma_w_answer to your number and run the cell again.", sigma_w):
         return False
     ref = math.sqrt(2.0 / 1.01)
     got = float(sigma_w)
@@ -655,8 +573,7 @@ def check_dead_at_init(fraction) -> bool:
     """Self-check: the expected fraction of dead units at init in a ReLU layer with zero biases whose
     Gaussian weights see 16 independent standard-normal inputs: each input makes ``a_i <= 0`` with
     probability 1/2, independently, so ``2^-16``."""
-    if fraction is None:
-        print("No answer yet: set dead_answer to your number and run the cell again.")
+    if unanswered("set dead_answer to your number and run the cell again.", fraction):
         return False
     ref = 0.5**16
     got = float(fraction)
@@ -670,8 +587,7 @@ def check_dead_at_init(fraction) -> bool:
 def check_gelu_sup(value) -> bool:
     """Self-check: ``sup |GELU'|``. ``GELU'(a) = Phi(a) + a phi(a)`` and ``GELU''(a) = phi(a) (2 - a^2)``, so the
     maximum is at ``a = sqrt 2``: ``Phi(sqrt 2) + sqrt 2 phi(sqrt 2) ~ 1.1289``."""
-    if value is None:
-        print("No answer yet: set sup_answer to your number and run the cell again.")
+    if unanswered("set sup_answer to your number and run the cell again.", value):
         return False
     ref = get_activation("gelu").sup_grad
     got = float(value)

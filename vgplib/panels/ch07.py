@@ -40,10 +40,13 @@ from vgplib.plots import freeze_decorations, new_figure
 from vgplib.theory import gaussian_expectation, length_map_and_chi
 from vgplib.widgets import (
     LivePanel,
+    depth_slider,
     register_panel,
     report_answer,
     scrubber,
+    sigma_w_slider,
     sweep_values,
+    unanswered,
 )
 
 Array = jax.Array
@@ -289,9 +292,8 @@ def isometry_controls(depth: int = 50, sigma_w: float = 1.0, init: str = "orthog
                       activation: str = "tanh") -> dict:
     """Depth slider ``1..MAX_DEPTH``, ``sigma_w`` slider, init and activation selectors."""
     return {
-        "depth": ipywidgets.IntSlider(value=depth, min=1, max=MAX_DEPTH, description="depth L"),
-        "sigma_w": ipywidgets.FloatSlider(value=sigma_w, min=SIGMA_W_MIN, max=SIGMA_W_MAX, step=SIGMA_W_STEP,
-                                          description="sigma_w", readout_format=".2f"),
+        "depth": depth_slider(depth, MAX_DEPTH),
+        "sigma_w": sigma_w_slider(sigma_w, SIGMA_W_MIN, SIGMA_W_MAX, SIGMA_W_STEP),
         "init": ipywidgets.ToggleButtons(options=list(PANEL_INITS), value=init, description="init"),
         "activation": ipywidgets.ToggleButtons(options=list(PANEL_ACTIVATIONS), value=activation,
                                                description="activation"),
@@ -367,8 +369,7 @@ def table(rows: Mapping[str, Mapping[str, float]], fmt: str = "{:>10.3g}") -> st
 
 def check_glorot_variance(var) -> bool:
     """Self-check: ``Var(W)`` of Glorot's normal init for a layer with 100 inputs and 400 outputs."""
-    if var is None:
-        print("No answer yet: set var to your number and run the cell again.")
+    if unanswered("set var to your number and run the cell again.", var):
         return False
     var = float(var)
     if math.isclose(var, 2.0 / 500, rel_tol=1e-3):
@@ -382,8 +383,7 @@ def check_glorot_variance(var) -> bool:
 
 def check_negative_mean(mu) -> bool:
     """Self-check: the weight mean ``mu`` of the negative-mean init for a layer with 32 inputs."""
-    if mu is None:
-        print("No answer yet: set mu to your number and run the cell again.")
+    if unanswered("set mu to your number and run the cell again.", mu):
         return False
     mu = float(mu)
     if math.isclose(mu, -0.25, rel_tol=1e-6):
@@ -396,8 +396,7 @@ def check_negative_mean(mu) -> bool:
 def check_isometry_depth(depth) -> bool:
     """Self-check: the depth at which the free-probability normalized variance ``L v`` of ``s^2``
     reaches 10 for a ReLU network with orthogonal weights (``v = mu_2/mu_1^2 - 1 = 1`` per layer)."""
-    if depth is None:
-        print("No answer yet: set depth to your integer and run the cell again.")
+    if unanswered("set depth to your integer and run the cell again.", depth):
         return False
     if int(depth) == 10:
         return report_answer(True, "L v = L = 10: for ReLU phi'^2 is 0 or 1, mu_1 = mu_2 = 1/2, v = 1 per layer", "")

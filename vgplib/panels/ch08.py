@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from vgplib._validate import check_name, check_positive_int
 from vgplib.normalization import (
@@ -33,9 +32,17 @@ from vgplib.normalization import (
     masked_gradient_log_norms,
     normalized_gradient_growth,
 )
-from vgplib.plots import freeze_decorations, new_figure
+from vgplib.plots import freeze_decorations, new_figure, plain_log_yaxis
 from vgplib.theory import chi1
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.training import scanned_mlp_loss_fn
+from vgplib.widgets import (
+    LivePanel,
+    depth_slider,
+    register_panel,
+    report_answer,
+    scrubber,
+    unanswered,
+)
 
 Array = jax.Array
 
@@ -142,10 +149,7 @@ def make_gradient_figure() -> tuple[Figure, object]:
     """
     fig, ax = new_figure(figsize=(6.0, 3.4), dpi=96, margins={"left": 0.15, "top": 0.80, "bottom": 0.15,
                                                                "right": 0.97})
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=6))
-    ax.yaxis.set_minor_locator(NullLocator())
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else ""))
+    plain_log_yaxis(ax)
     ax.set_xlim(-1, MAX_DEPTH + 1)
     ax.set_xlabel("layer $l$ (0 = input)")
     ax.set_ylabel(r"$\|g_l\|_F \,/\, \|g_L\|_F$")
@@ -190,7 +194,7 @@ def gradient_controls(batch: int = 16, depth: int = 30, norm: str = "batch", act
     """Batch-size slider ``4..64``, depth slider ``1..50``, normalization and activation selectors."""
     return {
         "batch": ipywidgets.IntSlider(value=batch, min=MIN_BATCH, max=MAX_BATCH, description="batch B"),
-        "depth": ipywidgets.IntSlider(value=depth, min=1, max=MAX_DEPTH, description="depth L"),
+        "depth": depth_slider(depth, MAX_DEPTH),
         "norm": ipywidgets.ToggleButtons(options=list(PANEL_NORMS), value=norm, description="norm"),
         "activation": ipywidgets.ToggleButtons(options=list(PANEL_ACTIVATIONS), value=activation,
                                                description="activation"),
@@ -383,8 +387,7 @@ def training_figure(steps, losses: Mapping[str, np.ndarray], changes: Mapping[st
 def check_bn_rank(rank) -> bool:
     """Self-check: the rank of one unit's BatchNorm Jacobian block ``(B x B)`` for ``B = 10``
     examples in general position and ``eps = 0`` (``B - 2 = 8``)."""
-    if rank is None:
-        print("No answer yet: set rank to your integer and run the cell again.")
+    if unanswered("set rank to your integer and run the cell again.", rank):
         return False
     rank = int(rank)
     if rank == 8:
@@ -400,8 +403,7 @@ def check_bn_rank(rank) -> bool:
 def check_relu_limit(factor) -> bool:
     """Self-check: the large-batch factor per layer of ``E ||g_l||^2`` in a BatchNorm-ReLU network,
     ``pi / (pi - 1)``, to 1e-3 relative."""
-    if factor is None:
-        print("No answer yet: set factor to your number and run the cell again.")
+    if unanswered("set factor to your number and run the cell again.", factor):
         return False
     target = math.pi / (math.pi - 1.0)
     if math.isclose(float(factor), target, rel_tol=1e-3):
@@ -414,8 +416,7 @@ def check_relu_limit(factor) -> bool:
 
 def check_linear_bn_factor(factor) -> bool:
     """Self-check: the per-layer factor of a linear BatchNorm network with ``B = 10``: ``(B-2)/(B-3) = 8/7``."""
-    if factor is None:
-        print("No answer yet: set factor to your number and run the cell again.")
+    if unanswered("set factor to your number and run the cell again.", factor):
         return False
     if math.isclose(float(factor), 8 / 7, rel_tol=1e-3):
         return report_answer(True, "(B - 2)/(B - 3) = 8/7 = 1.143: a linear BatchNorm network still explodes, "
@@ -429,33 +430,20 @@ def check_linear_bn_factor(factor) -> bool:
 # --------------------------------------------------------------------------- training (chapter 3's network)
 
 
-@functools.cache
 def scanned_loss_fn(activation: str = "sigmoid", norm: str = "none"):
     """``loss_fn(params, x, y)`` for :func:`vgplib.train_many`: chapter 3's deep classifier with ``norm``.
 
     ``params = {"hidden": {"W": (L-1, n, n), "b": (L-1, n)}, "out": {"W": (10, n), "b": (10,)}}``
     (:func:`stack_classifier`); every hidden layer is :func:`vgplib.normalization.norm_layer`,
     ``h_l = phi(N(W_l h_{l-1} + b_l))``, scanned with ``lax.scan`` (one layer body to compile instead
-    of ``L``), then the linear output and the mean softmax cross-entropy. The same function as
-    ``vgplib.mlp_loss_fn(activation, norm=...)`` on the unstacked layers (tested); cached, so
-    :func:`vgplib.train_many` reuses its compilation.
+    of ``L``), then the linear output and the mean softmax cross-entropy:
+    :func:`vgplib.scanned_mlp_loss_fn`, the same function as ``vgplib.mlp_loss_fn(activation, norm=...)``
+    on the unstacked layers (tested); cached, so :func:`vgplib.train_many` reuses its compilation.
     """
-    from vgplib.activations import get_activation
-    from vgplib.networks import dense
-    from vgplib.normalization import DEFAULT_EPS, norm_layer
+    from vgplib.normalization import DEFAULT_EPS
 
     check_name("activation", activation, ("sigmoid", "tanh", "relu", "linear"))
-    act, norm_arg = get_activation(activation), _norm_arg(norm)
-
-    def loss_fn(params, x, y):
-        def body(h, layer):
-            return norm_layer(layer, h, act, norm_arg, DEFAULT_EPS), None
-
-        h, _ = jax.lax.scan(body, x, params["hidden"])
-        logits = dense(params["out"], h)
-        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
-
-    return loss_fn
+    return scanned_mlp_loss_fn(activation, _norm_arg(norm), DEFAULT_EPS)
 
 
 def stack_classifier(params) -> dict:
@@ -476,17 +464,7 @@ def classifier_accuracy(params, x, y, activation: str = "sigmoid", norm: str = "
 
 @functools.partial(jax.jit, static_argnames=("activation", "norm"))
 def _classifier_accuracy(params, x, y, activation, norm):
-    from vgplib.activations import get_activation
-    from vgplib.networks import dense
-    from vgplib.normalization import DEFAULT_EPS, norm_layer
-
-    act, norm_arg = get_activation(activation), _norm_arg(norm)
-
-    def body(h, layer):
-        return norm_layer(layer, h, act, norm_arg, DEFAULT_EPS), None
-
-    h, _ = jax.lax.scan(body, x, params["hidden"])
-    return jnp.mean(jnp.argmax(dense(params["out"], h), axis=-1) == y)
+    return scanned_loss_fn(activation, norm).accuracy(params, x, y)
 
 
 def unstack_hidden(params) -> list[dict]:

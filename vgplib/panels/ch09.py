@@ -41,7 +41,14 @@ from vgplib.jacobians import first_layers_log_singular_values, layer_jacobians
 from vgplib.networks import dense, mlp_forward
 from vgplib.plots import new_figure
 from vgplib.theory import length_map_and_chi
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.widgets import (
+    LivePanel,
+    depth_slider,
+    register_panel,
+    report_answer,
+    scrubber,
+    unanswered,
+)
 
 Array = jax.Array
 
@@ -301,7 +308,7 @@ def make_spectrum_figure_live() -> tuple[Figure, object]:
 def spectrum_controls(depth: int = 100, alpha_rule: str = "1/sqrt(L)") -> dict:
     """Depth slider ``1..MAX_DEPTH`` and the branch-scale rule."""
     return {
-        "depth": ipywidgets.IntSlider(value=depth, min=1, max=MAX_DEPTH, description="depth L"),
+        "depth": depth_slider(depth, MAX_DEPTH),
         "alpha_rule": ipywidgets.ToggleButtons(options=list(ALPHA_RULES), value=alpha_rule, description="alpha"),
     }
 
@@ -492,8 +499,7 @@ def check_rms_limit(answer) -> bool | None:
     """Self-check: the limit, as ``L -> infinity``, of log10 of the mean-field RMS singular value of a
     residual network with ``alpha = 1/sqrt(L)`` and ``chi_l = 1`` in every layer: ``(1 + 1/L)^(L/2) -> e^(1/2)``,
     so ``log10 e / 2 = 0.217``."""
-    if answer is None:
-        print("No answer yet: set rms_limit to your number and run the cell again.")
+    if unanswered("set rms_limit to your number and run the cell again.", answer):
         return None
     value = float(answer)
     ref = 0.5 * math.log10(math.e)
@@ -507,8 +513,7 @@ def check_rms_limit(answer) -> bool | None:
 def check_cancelling_weight(w) -> bool | None:
     """Self-check: the weight ``w`` of the scalar residual layer ``h_1 = h_0 + tanh(w h_0)`` (alpha = 1)
     whose derivative at ``h_0 = 0`` is exactly 0: ``1 + w tanh'(0) = 1 + w = 0``, so ``w = -1``."""
-    if w is None:
-        print("No answer yet: set w to your number and run the cell again.")
+    if unanswered("set w to your number and run the cell again.", w):
         return None
     w = float(w)
     grad = float(jax.grad(lambda h: h + jnp.tanh(w * h))(0.0))
@@ -520,8 +525,7 @@ def check_cancelling_weight(w) -> bool | None:
 def check_gate_bias(b) -> bool | None:
     """Self-check: the transform-gate bias ``b_T`` that makes the carry gate ``1 - sigmoid(b_T)`` equal
     0.95 when the gate's weighted input is 0: ``b_T = -ln 19 = -2.944``."""
-    if b is None:
-        print("No answer yet: set b to your number and run the cell again.")
+    if unanswered("set b to your number and run the cell again.", b):
         return None
     b = float(b)
     ref = -math.log(19.0)

@@ -236,12 +236,7 @@ def contribution_norms(params, xs, y, cell: str) -> np.ndarray:
     """``||dE/dtheta_t||`` for every step ``t = 1..T`` (``(T,)``, float64): the per-step BPTT terms of the
     batch MSE of :func:`vgplib.adding_mse` (with ``theta = (W, U, b)``), by :func:`vgplib.bptt_contributions`
     with ``dE/dh_T = 2 (pred - y) v / B``."""
-    n = params["W"].shape[1]
-    core = _core(params)
-    hs = unroll(core, xs, cell=cell)[:, -1, :n]
-    pred = hs @ params["v"] + params["c"]
-    g = 2.0 * (pred - y)[:, None] * params["v"][None, :] / xs.shape[0]
-    terms = bptt_contributions(core, xs, grad_output=g, cell=cell)
+    terms = _bptt_terms(params, xs, y, cell)
     sq = sum(np.sum(np.asarray(terms[k], np.float64) ** 2, axis=tuple(range(1, terms[k].ndim))) for k in terms)
     return np.sqrt(sq)
 
@@ -386,13 +381,19 @@ def truncation_errors(run: GatedRun, step: int = 200, n_seq: int = 64) -> dict:
     return out
 
 
-def _terms(params, xs, y, cell) -> np.ndarray:
+def _bptt_terms(params, xs, y, cell) -> dict:
+    """The per-step BPTT terms ``dE/dtheta_t`` (``theta = (W, U, b)``) of the batch MSE of
+    :func:`vgplib.adding_mse`, by :func:`vgplib.bptt_contributions` with ``dE/dh_T = 2 (pred - y) v / B``."""
     n = params["W"].shape[1]
     core = _core(params)
     hs = unroll(core, xs, cell=cell)[:, -1, :n]
     pred = hs @ params["v"] + params["c"]
     g = 2.0 * (pred - y)[:, None] * params["v"][None, :] / xs.shape[0]
-    terms = bptt_contributions(core, xs, grad_output=g, cell=cell)
+    return bptt_contributions(core, xs, grad_output=g, cell=cell)
+
+
+def _terms(params, xs, y, cell) -> np.ndarray:
+    terms = _bptt_terms(params, xs, y, cell)
     T = xs.shape[1]
     return np.concatenate([np.asarray(terms[k], np.float64).reshape(T, -1) for k in ("W", "U", "b")], axis=1)
 

@@ -26,7 +26,13 @@ from vgplib._validate import check_positive
 from vgplib.landscapes import cliff_descents, cliff_grid
 from vgplib.panels.ch05 import table, wall_line
 from vgplib.plots import freeze_axes, freeze_decorations, new_figure
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.widgets import (
+    LivePanel,
+    register_panel,
+    report_answer,
+    scrubber,
+    unanswered,
+)
 
 Array = jax.Array
 
@@ -319,8 +325,7 @@ def value_clip_angle(g=(3.0, 4.0), c: float = 1.0) -> float:
 
 def check_value_clip_angle(answer) -> bool | None:
     """Self-check: by how many degrees does value clipping at 1 turn the gradient (3, 4)?"""
-    if answer is None:
-        print("No answer yet: set the variable to your angle in degrees and run the cell again.")
+    if unanswered("set the variable to your angle in degrees and run the cell again.", answer):
         return None
     ref = value_clip_angle()
     value = _number(answer)
@@ -331,8 +336,7 @@ def check_value_clip_angle(answer) -> bool | None:
 
 def check_longest_step(answer, lr: float = 0.5, c: float = 0.2) -> bool | None:
     """Self-check: the longest step gradient descent can take with norm clipping at ``c``."""
-    if answer is None:
-        print("No answer yet: set the variable to your step length and run the cell again.")
+    if unanswered("set the variable to your step length and run the cell again.", answer):
         return None
     value = _number(answer)
     ok = value is not None and abs(value - lr * c) <= 1e-9
@@ -342,8 +346,7 @@ def check_longest_step(answer, lr: float = 0.5, c: float = 0.2) -> bool | None:
 
 def check_share_factor(answer) -> bool | None:
     """Self-check: by what factor does norm clipping change the share of the gradient from long lags?"""
-    if answer is None:
-        print("No answer yet: set the variable to your factor and run the cell again.")
+    if unanswered("set the variable to your factor and run the cell again.", answer):
         return None
     value = _number(answer)
     ok = value is not None and abs(value - 1.0) <= 1e-12

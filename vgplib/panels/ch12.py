@@ -23,15 +23,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.data import load_digits
 from vgplib.init import init_mlp
 from vgplib.jacobians import stable_norm
-from vgplib.plots import FLOAT32_TINY, freeze_decorations, new_figure
+from vgplib.plots import FLOAT32_TINY, freeze_decorations, new_figure, plain_log_yaxis
 from vgplib.training import mlp_loss_fn
-from vgplib.widgets import LivePanel, register_panel, report_answer, scrubber
+from vgplib.widgets import (
+    LivePanel,
+    register_panel,
+    report_answer,
+    scrubber,
+    unanswered,
+)
 
 Array = jax.Array
 
@@ -191,11 +196,8 @@ def one_step_profile(optimizer: str, lr: float, eps: float, seed: int = 0) -> di
 
 
 def _log_axis(ax, lo: float, hi: float) -> None:
-    ax.set_yscale("log")
+    plain_log_yaxis(ax)
     ax.set_ylim(lo, hi)
-    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=6))
-    ax.yaxis.set_minor_locator(NullLocator())
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else ""))
 
 
 def make_step_figure() -> tuple[Figure, object]:
@@ -386,8 +388,7 @@ def threshold_accuracy(params, x: Array, y: Array) -> Array:
 
 def check_flush_threshold(answer) -> bool:
     """Self-check: the largest ``|g|`` whose RMSprop second-moment term ``0.1 g^2`` flushes to 0 in float32."""
-    if answer is None:
-        print("No answer yet: set answer to your number and run the cell again.")
+    if unanswered("set answer to your number and run the cell again.", answer):
         return False
     ref = flush_threshold(RMS_DECAY)
     a = abs(float(answer))
@@ -402,8 +403,7 @@ def check_flush_threshold(answer) -> bool:
 
 def check_es_evaluations(answer) -> bool:
     """Self-check: evaluations of OpenES with population 64 over 100 generations (the mean's own evaluation not counted)."""
-    if answer is None:
-        print("No answer yet: set answer to your number and run the cell again.")
+    if unanswered("set answer to your number and run the cell again.", answer):
         return False
     if float(answer) == 64 * 100:
         return report_answer(True, "64 x 100 = 6,400 evaluations of the loss", "")
@@ -413,8 +413,7 @@ def check_es_evaluations(answer) -> bool:
 def check_es_cosine(answer) -> bool:
     """Self-check: the predicted cosine between OpenES's antithetic estimate (population 64) and the gradient
     of a linear function of d = 1000 parameters, ``sqrt(M / (M + d - 1))`` with ``M = 32`` pairs."""
-    if answer is None:
-        print("No answer yet: set answer to your number and run the cell again.")
+    if unanswered("set answer to your number and run the cell again.", answer):
         return False
     ref = math.sqrt(32 / (32 + 1000 - 1))
     a = float(answer)
