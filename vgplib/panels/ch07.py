@@ -192,8 +192,8 @@ def make_isometry_figure() -> tuple[Figure, object]:
     """Left: histogram of log10 singular values of ``dh_L/dh_0``; right: ``||g_l||`` per layer with
     the mean-field line. ``update(depth, sigma_w, init, activation)`` redraws in place."""
     fig, (ax_h, ax_g) = new_figure(figsize=(7.0, 3.3), dpi=72, ncols=2,
-                                   margins={"left": 0.09, "right": 0.98, "top": 0.76, "bottom": 0.16,
-                                            "wspace": 0.3})
+                                   margins={"left": 0.1, "right": 0.98, "top": 0.76, "bottom": 0.16,
+                                            "wspace": 0.36})
     edges = LOG10_BINS
     stairs = ax_h.stairs(np.zeros(len(edges) - 1), edges, fill=True, alpha=0.6, color=_COLORS["gaussian"])
     pred = ax_h.axvline(0.0, color="k", ls="--", lw=1.2, label="mean field: RMS $s_i$")
@@ -202,13 +202,16 @@ def make_isometry_figure() -> tuple[Figure, object]:
     ax_h.set_ylim(0, PANEL_WIDTH)
     ax_h.set_xlabel(r"$\log_{10} s_i$ of $\partial h_L/\partial h_0$")
     ax_h.set_ylabel("count (of 64)")
+    ax_h.yaxis.set_label_coords(-0.15, 0.5)  # clear of the tick labels
     # legends above the axes, clear of the data, so that the live panel can freeze their pixels
     ax_h.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False)
     ax_g.set_xlim(-1, MAX_DEPTH + 1)
     ax_g.set_xlabel("layer $l$ (0 = input)")
     ax_g.set_ylabel(r"$\log_{10}\|g_l\|$")
+    ax_g.yaxis.set_label_coords(-0.16, 0.5)  # clear of tick labels as wide as "-30"
     ax_g.axhline(0.0, color="0.8", lw=0.6)
-    (g_line,) = ax_g.plot([], [], "o", ms=2.5, color=_COLORS["gaussian"], label="measured")
+    # the dots take the init's colour per update; the legend (drawn once) shows them in grey
+    (g_line,) = ax_g.plot([], [], "o", ms=2.5, color="0.35", label="measured")
     (t_line,) = ax_g.plot([], [], "-", lw=1.2, color="k", label=r"mean field $\prod\chi_1^{1/2}$")
     ax_g.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=2)
     title = fig.suptitle(" ", fontsize=8, y=0.985)
