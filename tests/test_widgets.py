@@ -159,9 +159,9 @@ def test_freeze_legends_keeps_the_picture_and_hides_the_legend():
         freeze_legends(None)
 
 
-def _log_axes_figure(freeze):
+def _log_axes_figure(freeze, dpi: int = DPI):
     """A log axes with fixed limits, mathtext tick labels, a legend and a curve that moves."""
-    fig, ax = new_figure()
+    fig, ax = new_figure(dpi=dpi)
     ax.set_yscale("log")
     ax.set_xlim(0, 10)
     ax.set_ylim(1e-20, 1e2)
@@ -462,17 +462,9 @@ def test_live_panel_draws_at_the_shown_size_and_is_not_stretched():
 def test_live_panel_takes_pixel_copies_at_the_live_dpi():
     def make(freeze):
         def make_figure():
-            fig, ax = new_figure(dpi=50)  # the chapter's dpi: overridden while a LivePanel builds it
+            fig, ax = _log_axes_figure(freeze, dpi=50)  # the chapter's dpi: overridden while a LivePanel builds it
             assert fig.dpi == widgets.LIVE_DPI != 50
-            ax.set_yscale("log")
-            ax.set_xlim(0, 10)
-            ax.set_ylim(1e-20, 1e2)
-            ax.set_title("title")
-            (line,) = ax.plot([], [], "o-", label="a curve")
-            ax.legend(loc="lower right", frameon=False)
-            if freeze:
-                freeze(fig, ax)
-            line.set_data(np.arange(11), 10.0 ** -np.arange(11))
+            (line,) = ax.lines
 
             def update(n: int, label: str = "a") -> str:
                 line.set_ydata(10.0 ** -(n * np.arange(11) / 5))
