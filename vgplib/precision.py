@@ -89,8 +89,12 @@ class LossScale(NamedTuple):
 
 
 def loss_scale_init(scale: float = 2.0**15) -> LossScale:
-    """Start dynamic loss scaling at ``S = scale`` (default ``2^15``: halves quickly if too large)."""
-    check_positive("scale", scale)
+    """Start dynamic loss scaling at ``S = scale`` (default ``2^15``: halves quickly if too large).
+
+    ``scale`` may be traced (inside ``jit``/``vmap``); a concrete value must be a finite number > 0.
+    """
+    if not isinstance(scale, jax.core.Tracer):
+        check_positive("scale", scale)
     return LossScale(jnp.asarray(scale, jnp.float32), jnp.asarray(0, jnp.int32))
 
 

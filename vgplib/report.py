@@ -17,6 +17,7 @@ The library imports neither Flax nor Equinox: both hand JAX ordinary pytrees of 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -73,6 +74,24 @@ def _check_params(params: Any) -> list[tuple[Any, Any]]:
                 "nnx.state(model, nnx.Param) for Flax NNX"
             )
     return flat
+
+
+_JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _value_and_grad(loss_fn: Callable[..., Array]) -> Callable[..., Any]:
+    """``jax.jit(jax.value_and_grad(loss_fn))``, kept per ``loss_fn`` so a second report on the same
+    loss (another model of the same structure, another batch) reuses the compiled function."""
+    try:
+        return _JITTED[loss_fn]
+    except (KeyError, TypeError):
+        pass
+    f = jax.jit(jax.value_and_grad(loss_fn))
+    try:
+        _JITTED[loss_fn] = f
+    except TypeError:  # not weak-referenceable: no cache
+        pass
+    return f
 
 
 def _norm(x: Array) -> Array:
@@ -254,7 +273,7 @@ def gradient_report(
         shape = getattr(out, "shape", type(out).__name__)
         raise ValueError(f"loss_fn must return a scalar loss; got {shape}")
 
-    loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params, *batch)
+    loss, grads = _value_and_grad(loss_fn)(params, *batch)
     g_leaves = jax.tree_util.tree_leaves(grads)
     p_leaves = [leaf for _, leaf in flat]
     names = [_path_str(path) for path, _ in flat]
