@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgplib.attention import attention_jacobian, init_attention
-from vgplib.plots import new_figure
+from vgplib.plots import freeze_decorations, new_figure
 from vgplib.recurrent import (
     _diagonal_gates,
     init_diagonal,
@@ -127,6 +127,13 @@ def make_distance_figure() -> tuple:
     return fig, update
 
 
+def make_distance_figure_live() -> tuple:
+    """:func:`make_distance_figure` with its fixed frame (limits, ticks, labels, legend) frozen into pixels."""
+    fig, update = make_distance_figure()
+    freeze_decorations(fig, fig.axes[0])
+    return fig, update
+
+
 def distance_controls() -> dict[str, ipywidgets.ValueWidget]:
     """Sequence length ``T`` and the SSM's per-step decay ``a``."""
     return {"T": ipywidgets.IntSlider(value=T_MAX, min=8, max=T_MAX, step=8, description="T"),
@@ -137,7 +144,7 @@ def distance_controls() -> dict[str, ipywidgets.ValueWidget]:
 @register_panel("ch13.distance")
 def distance_panel() -> LivePanel:
     """Live panel: gradient against distance for attention, RNN and diagonal SSM."""
-    return LivePanel(make_distance_figure, distance_controls(), freeze_legend=True)
+    return LivePanel(make_distance_figure_live, distance_controls())
 
 
 def distance_scrubber(T: int = T_MAX):
