@@ -220,10 +220,13 @@ def make_step_figure() -> tuple[Figure, object]:
     layers = np.arange(1, DEPTH + 1)
     (pred_line,) = ax.plot(layers, np.ones(DEPTH), "-", color="k", lw=1.2, alpha=0.7,
                            label="formula, float64")
-    (req_line,) = ax.plot(layers, np.ones(DEPTH), "o", ms=4, mfc="none", label="requested ‖u_l‖/‖W_l‖")
-    (real_line,) = ax.plot(layers, np.ones(DEPTH), "o", ms=3, label="float32 change (0: on the red line)")
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=3)
-    title = ax.set_title(" ", fontsize=9, y=1.13)
+    # the markers take the optimizer's colour per update; the legend (drawn once) shows them in grey
+    (req_line,) = ax.plot(layers, np.ones(DEPTH), "o", ms=4, mfc="none", color="0.35",
+                          label="requested ‖u_l‖/‖W_l‖")
+    (real_line,) = ax.plot(layers, np.ones(DEPTH), "o", ms=3, color="0.35",
+                           label="float32 change (0: on the red line)")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=2)
+    title = ax.set_title(" ", fontsize=9, y=1.2)
     deep_sigmoid_setup(0)
     for i in range(len(OPTIMIZERS)):  # the one compilation happens here
         one_step_profile(OPTIMIZERS[i], 1e-3, 1e-8)
