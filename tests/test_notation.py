@@ -22,7 +22,10 @@ OLD_FORMS = {
     r"\\phi'\s*\(\s*h_": r"phi' of h: the derivative is taken at the pre-activation a_l (\phi'(a_l))",
     r"\bphi'\s*\(\s*h_?[lLkt0-9{]": "phi'(h_l): the derivative is taken at the pre-activation, phi'(a_l)",
     r"\\sigma'\s*\(\s*h_": r"\sigma'(h_l): the derivative is taken at the pre-activation, \sigma'(a_l)",
-    r"\\partial\s*x_\{?[lLk]": r"\partial x_l: activations are h_l (\partial h_L / \partial h_l)",
+    # x is the input: x_l (a layer's activation) is old; x_k is an input token or step, so only a
+    # derivative OF x (x_T / x_k: a state called x) is old, while dy_t / dx_k (attention) is right.
+    r"\\partial\s*x_\{?[lL]": r"\partial x_l: activations are h_l (\partial h_L / \partial h_l)",
+    r"\\partial\s*x_\{?[TtLlk]\}?\s*\}?\s*/?\s*\{?\s*\\partial\s*x_": r"\partial x_T / \partial x_k: states are h_t (\partial h_T / \partial h_k)",
     r"\bd\s*x_[lLk]\s*/\s*d\s*x_": "d x_L / d x_l: activations are h_l (d h_L / d h_l)",
     r"\bx_\{?l\}?\s*=\s*\\?phi": "x_l = phi(...): the activation is h_l = phi(a_l)",
     r"\bh_\{?l\}?\s*=\s*W_\{?l\}?\s*x": "h_l = W_l x_{l-1}: the pre-activation is a_l = W_l h_{l-1} + b_l",
@@ -66,6 +69,10 @@ def _hits(texts: list[tuple[str, str]]) -> list[str]:
         (r"$h_l = W_l x_{l-1} + b_l$", True),
         (r"$a_l = W_l h_{l-1} + b_l$", False),
         (r"$\partial x_L / \partial x_l$", True),
+        (r"$\partial x_T / \partial x_k$", True),
+        (r"$\frac{\partial x_T}{\partial x_k}$", True),
+        (r"$\partial y_t / \partial x_k$", False),
+        (r"$\frac{\partial y_t}{\partial x_k}$", False),
         ("delta_l = phi'(h_l) * (W^T delta)", True),
         ("the hidden state h_t = tanh(a_t)", False),
     ],
