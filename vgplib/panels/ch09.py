@@ -200,8 +200,8 @@ def make_spectrum_figure() -> tuple[Figure, object]:
     ax.set_xlabel("index i of the singular value (largest first)")
     ax.set_ylabel("log10 singular value of dh_L/dh_0")
     ax.axhline(0.0, color="0.6", lw=0.8)
-    (plain_line,) = ax.plot([], [], "o-", ms=4, color=_COLORS["plain"], label="plain: J_l = D_l W_l")
-    (res_line,) = ax.plot([], [], "s-", ms=4, color=_COLORS["1/sqrt(L)"], label="residual: J_l = I + alpha D_l W_l")
+    (plain_line,) = ax.plot([], [], "o-", ms=4, color=_COLORS["plain"], label="plain: D_l W_l")
+    (res_line,) = ax.plot([], [], "s-", ms=4, color=_COLORS["1/sqrt(L)"], label="residual: I + alpha D_l W_l")
     (floor_pts,) = ax.plot([], [], "v", ms=6, mfc="none", color=_COLORS["plain"], label="below float64 floor")
     floor_line = ax.axhline(np.nan, color=_COLORS["plain"], lw=0.8, ls=":")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, ncol=3)
@@ -225,8 +225,8 @@ def make_spectrum_figure() -> tuple[Figure, object]:
         lo = min(shown.min(), r.min()) - 0.5
         hi = max(shown.max(), r.max()) + 0.5
         ax.set_ylim(min(lo, -1.0), max(hi, 1.0))
-        title.set_text(f"L = {depth}, alpha = {alpha_rule} = {alpha:.3g}; log10(max / geometric mean):"
-                       f" plain {p[0] - s['plain_geo']:.1f}, residual {r[0] - s['residual_geo']:.2f}")
+        title.set_text(f"L = {depth}, alpha = {alpha_rule} = {alpha:.3g}; log10(max/geo. mean):"
+                       f" plain {p[0] - s['plain_geo']:.1f}, res. {r[0] - s['residual_geo']:.2f}")
         if below.any():
             return (f"underflow in the plain network: {int(below.sum())} of {n} singular values are more than 10^{FLOOR_DECADES:.1f} below the "
                     "largest (float64's rounding floor): numerically the Jacobian has lost those directions")
