@@ -18,6 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from matplotlib.figure import Figure
+from matplotlib.ticker import (
+    FixedLocator,
+    FuncFormatter,
+    LogLocator,
+    NullFormatter,
+    NullLocator,
+)
 
 from vgplib.data import load_digits
 from vgplib.plots import new_figure
@@ -141,6 +148,16 @@ def flush_scrubber(values: Sequence[int] = (0, 2, 4, 6, 8, 10, 12, 14, 15, 16, 1
 # --------------------------------------------------------------------------- static figures
 
 
+def _decade_limits(ax, values: np.ndarray) -> None:
+    """Log y axis from the decade below the smallest positive value to the decade above the largest, major ticks only."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if v.size:
+        lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
+        ax.set_ylim(10.0 ** lo, 10.0 ** max(hi, lo + 1))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=5))
+
+
 def reports_figure(reports: Mapping[str, GradientReport], xlabels: Mapping[str, str] | None = None) -> Figure:
     """One axes per report: ``||G_l||`` per layer (log scale), bars coloured by the layer's verdict.
 
@@ -149,24 +166,26 @@ def reports_figure(reports: Mapping[str, GradientReport], xlabels: Mapping[str, 
     xlabels = {} if xlabels is None else dict(xlabels)
     k = len(reports)
     fig, axes = new_figure(figsize=(7.0, 2.6 * math.ceil(k / 2)), dpi=96, ncols=2, nrows=math.ceil(k / 2),
-                           margins={"left": 0.1, "right": 0.98, "bottom": 0.1, "top": 0.93,
+                           margins={"left": 0.1, "right": 0.98, "bottom": 0.08, "top": 0.9,
                                     "wspace": 0.28, "hspace": 0.55})
     axes = np.atleast_1d(axes).ravel()
     for ax, (title, rep) in zip(axes, reports.items()):
         g = np.where(rep.layer_grad_norm > 0, rep.layer_grad_norm, np.nan)
         ax.bar(np.arange(len(g)), g, color=[_VERDICT_COLORS[v] for v in rep.layer_verdict])
         ax.set_yscale("log")
+        _decade_limits(ax, g)
         ticks = np.arange(0, len(g), max(1, len(g) // 6))
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(i) for i in ticks], fontsize=8)
         ax.set_title(f"{title}: {rep.verdict}", fontsize=9)
         ax.set_xlabel(xlabels.get(title, "layer (pytree order)"), fontsize=8)
         ax.set_ylabel("‖G_l‖", fontsize=8)
+        ax.yaxis.set_label_coords(-0.2, 0.5)
     for ax in axes[k:]:
         ax.set_visible(False)
     for v, c in _VERDICT_COLORS.items():
         axes[0].bar([0], [np.nan], color=c, label=v)
-    axes[0].legend(fontsize=8, frameon=False, loc="upper left")
+    fig.legend(fontsize=8, frameon=False, loc="upper center", ncol=3)
     return fig
 
 
@@ -212,6 +231,12 @@ def precision_figure(curves: Mapping[str, np.ndarray], scale: np.ndarray) -> Fig
     ax.legend(fontsize=8, frameon=False)
     ax.set_title("sigmoid MLP on the digits, Adam", fontsize=9)
     ax2.semilogy(np.arange(scale.shape[1]), scale.T, color="#ff7f0e", lw=1.0)
+    ax2.set_ylim(2.0 ** math.floor(math.log2(scale.min())), 2.0 ** math.ceil(math.log2(scale.max()) + 0.5))
+    ax2.yaxis.set_major_locator(FixedLocator([2.0**k for k in range(40)]))
+    ax2.yaxis.set_label_coords(-0.14, 0.5)
+    ax2.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"2^{round(math.log2(v))}"))
+    ax2.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_label_coords(-0.12, 0.5)
     ax2.set_xlabel("step")
     ax2.set_ylabel("loss scale S")
     ax2.set_title("dynamic loss scale (each seed)", fontsize=9)
