@@ -27,7 +27,7 @@ from matplotlib.ticker import (
 )
 
 from vgplib.data import load_digits
-from vgplib.plots import new_figure
+from vgplib.plots import freeze_decorations, new_figure
 from vgplib.precision import cast_floats, flush_threshold, flushed_fraction, scaled_grad
 from vgplib.report import GradientReport
 from vgplib.widgets import (
@@ -129,11 +129,24 @@ def make_flush_figure(data=None) -> tuple[Figure, object]:
     return fig, update
 
 
+def make_flush_figure_live() -> tuple[Figure, object]:
+    """:func:`make_flush_figure` with its fixed frame (axes, ticks, labels) drawn once into pixels
+    (:func:`vgplib.plots.freeze_decorations`), so a slider move redraws only the bars and the title."""
+    fig, update = make_flush_figure()
+    ax = fig.axes[0]
+    for bar in ax.patches:
+        bar.set_visible(False)
+    freeze_decorations(fig, ax)
+    for bar in ax.patches:
+        bar.set_visible(True)
+    return fig, update
+
+
 @register_panel("ch14.loss_scale")
 def flush_panel() -> LivePanel:
     """A new live panel: loss-scale exponent slider -> per-layer fraction of float16 gradients flushed to 0."""
     controls = {"log2_scale": ipywidgets.IntSlider(value=0, min=0, max=LOG2_SCALE_MAX, description="log2 S")}
-    return LivePanel(make_flush_figure, controls)
+    return LivePanel(make_flush_figure_live, controls)
 
 
 def flush_scrubber(values: Sequence[int] = (0, 2, 4, 6, 8, 10, 12, 14, 15, 16, 18), dpi: int = 100):
