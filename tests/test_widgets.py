@@ -907,3 +907,25 @@ def test_report_answer_prints_the_verdict_and_returns_ok(capsys):
     assert capsys.readouterr().out == "Correct: two.\nNot yet: count again\n"
     with pytest.raises(TypeError, match="ok must be a bool"):
         widgets.report_answer(1, "two", "no")
+
+
+def test_below_prints_the_bound_not_the_rounding_digits():
+    assert widgets.below(1.2e-14, 1e-12) == "< 1e-12"
+    assert widgets.below(np.float32(-3e-7), 1e-6) == "< 1e-06"
+    assert widgets.below(np.array(0.0), 1e-12) == "< 1e-12"
+    # at or above the tolerance, or not finite: the value is printed, so a stored "< ..." no longer matches
+    assert widgets.below(1e-12, 1e-12) == "= 1.00e-12, NOT below 1e-12"
+    assert widgets.below(3.5e-5, 1e-12).startswith("= 3.50e-05, NOT below")
+    assert "NOT below" in widgets.below(float("nan"), 1.0)
+    assert "NOT below" in widgets.below(float("inf"), 1.0)
+
+
+@pytest.mark.parametrize("error, tolerance, exc, word", [
+    (1e-3, 0.0, ValueError, "tolerance"), (1e-3, -1.0, ValueError, "tolerance"),
+    (1e-3, float("nan"), ValueError, "tolerance"), (1e-3, float("inf"), ValueError, "tolerance"),
+    ("1e-3", 1e-2, TypeError, "error"), (True, 1e-2, TypeError, "error"),
+    (np.zeros(3), 1e-2, TypeError, "error"), (1e-3, [1e-2], TypeError, "tolerance"),
+])
+def test_below_rejects_bad_arguments(error, tolerance, exc, word):
+    with pytest.raises(exc, match=word):
+        widgets.below(error, tolerance)

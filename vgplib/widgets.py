@@ -106,6 +106,27 @@ def float32_range_status(low: float, high: float) -> str:
     return ""
 
 
+def below(error: float, tolerance: float) -> str:
+    """``"< 1e-12"``: a rounding-level ``error`` printed as the bound it meets, not its digits.
+
+    A cross-check's error (``max |a - b|`` of two exact paths) is rounding noise whose digits change
+    with the CPU (AVX-512 against AVX2 code paths round differently), so a printed ``1.2e-14`` breaks
+    nbval on another machine; the bound does not. An error at or above ``tolerance`` (or not finite)
+    is printed with its value and ``"NOT below"``, so the stored output no longer matches and nbval
+    fails. ``tolerance`` must be a positive finite number; it is printed with one significant digit.
+    """
+    for name, value in (("error", error), ("tolerance", tolerance)):
+        # a Python or NumPy real, or a 0-d array (a jnp scalar); not a bool, a string or a vector
+        if isinstance(value, (bool, str, complex)) or np.ndim(value) != 0 or np.iscomplexobj(value):
+            raise TypeError(f"{name} must be a real scalar, got {type(value).__name__}")
+    error, tolerance = float(error), float(tolerance)
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise ValueError(f"tolerance must be a positive finite number, got {tolerance!r}")
+    if math.isfinite(error) and abs(error) < tolerance:
+        return f"< {tolerance:.0e}"
+    return f"= {error:.2e}, NOT below {tolerance:.0e}"
+
+
 #: A live figure is shown at its size in CSS pixels, 96 per inch (8-point text is 10.7 px high)...
 CSS_DPI = 96
 #: ...and drawn with this many pixels per CSS pixel: 1 is pixel-exact (sharp) on a standard screen.
