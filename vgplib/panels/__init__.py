@@ -1,4 +1,6 @@
-"""Every chapter's live panels: one module ``chNN`` per chapter (for example ``vgplib.panels.ch02``).
+"""The book layer's figures and live panels: one module ``chNN`` per chapter (for example
+``vgplib.panels.ch02``) and one per back-matter page that needs code (``practice``: the practice
+questions' self-checks).
 
 A module holds the chapter's ``make_figure() -> (fig, update)`` functions, its panel factories
 decorated with :func:`vgplib.widgets.register_panel` (each returns a new :class:`~vgplib.widgets.LivePanel`)
