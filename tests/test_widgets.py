@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import re
 
 import ipywidgets
 import jax
 import jax.numpy as jnp
+import jaxlib
 import matplotlib
 import numpy as np
 import pytest
@@ -929,3 +931,38 @@ def test_below_prints_the_bound_not_the_rounding_digits():
 def test_below_rejects_bad_arguments(error, tolerance, exc, word):
     with pytest.raises(exc, match=word):
         widgets.below(error, tolerance)
+
+
+def test_fast_xla_compile_sets_the_flags_only_when_safe(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setattr(widgets.jaxlib, "__version__", "0.10.2")
+    assert widgets.fast_xla_compile() is True
+    assert os.environ["XLA_FLAGS"].split() == list(widgets.FAST_COMPILE_FLAGS)
+    # the environment's own flags win (make test-portable, a reader's settings)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX2")
+    assert widgets.fast_xla_compile() is False and os.environ["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX2"
+    # a jaxlib these flags were not tested with: nothing is set (an unknown flag aborts XLA)
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setattr(widgets.jaxlib, "__version__", "0.11.0")
+    assert widgets.fast_xla_compile() is False and "XLA_FLAGS" not in os.environ
+    with pytest.raises(TypeError, match="flags"):
+        widgets.fast_xla_compile("--xla_backend_optimization_level=1")
+    with pytest.raises(TypeError, match="flags"):
+        widgets.fast_xla_compile(["-O1"])
+
+
+def test_fast_xla_compile_flags_are_known_to_the_installed_jaxlib():
+    # XLA aborts the process on an unknown flag: start JAX in a fresh process after the call. Within
+    # FAST_COMPILE_JAXLIB the flags must be set and accepted; outside it nothing may be set.
+    import subprocess
+    import sys
+
+    code = ("import os, vgplib.widgets as w; set_ = w.fast_xla_compile(); "
+            "assert set_ == ('XLA_FLAGS' in os.environ); import jax.numpy as jnp; "
+            "print(set_, float(jnp.ones(3).sum()))")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.split()[-1] == "3.0", out.stderr[-2000:]
+    version = tuple(int(p) for p in jaxlib.__version__.split(".")[:2])
+    in_range = widgets.FAST_COMPILE_JAXLIB[0] <= version <= widgets.FAST_COMPILE_JAXLIB[1]
+    assert out.stdout.split()[0] == str(in_range)

@@ -29,6 +29,7 @@ import importlib
 import io
 import itertools
 import math
+import os
 import pkgutil
 import re
 import time
@@ -37,6 +38,7 @@ from typing import Any
 
 import ipywidgets
 import jax.monitoring
+import jaxlib
 import numpy as np
 from matplotlib.animation import FuncAnimation
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -104,6 +106,36 @@ def float32_range_status(low: float, high: float) -> str:
     if high > math.log10(FLOAT32_MAX):
         return f"overflow: a gradient of 1e{math.ceil(high)} is above float32's largest 3.4e38 (inf in float32)"
     return ""
+
+
+#: XLA:CPU flags for cheaper compilation at the same run time: the notebooks are dominated by
+#: compiling, not running (measured on the previous session's 2-core machine: about 40 % less
+#: compile time in chapters 7-13). They change the generated code, so they may change rounding:
+#: a notebook's stored outputs must not depend on them (``make test-portable`` runs without them).
+FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=1", "--xla_llvm_disable_expensive_passes=true",
+                      "--xla_cpu_use_fusion_emitters=false")
+#: XLA aborts the whole process on a flag it does not know, so the flags are set only for the jaxlib
+#: releases they were tested with (first and last, inclusive, as (major, minor)).
+FAST_COMPILE_JAXLIB = ((0, 8), (0, 10))
+
+
+def fast_xla_compile(flags: Sequence[str] = FAST_COMPILE_FLAGS) -> bool:
+    """Ask XLA:CPU for cheaper compilation in this process; return whether ``XLA_FLAGS`` was set.
+
+    Call it at the top of a notebook, before the first JAX computation (XLA reads ``XLA_FLAGS`` once,
+    when JAX starts its backend; importing jax or vgplib does not start it). It does nothing, and
+    returns False, when the environment already sets ``XLA_FLAGS`` (a reader's own flags, or those of
+    ``make test-portable``, win) or when the installed jaxlib is outside :data:`FAST_COMPILE_JAXLIB`,
+    where a removed flag would abort the kernel.
+    """
+    if isinstance(flags, str) or not all(isinstance(f, str) and f.startswith("--xla_") for f in flags):
+        raise TypeError(f"flags must be a sequence of '--xla_...' strings, got {flags!r}")
+    version = tuple(int(part) for part in re.findall(r"\d+", jaxlib.__version__)[:2])
+    first, last = FAST_COMPILE_JAXLIB
+    if "XLA_FLAGS" in os.environ or not first <= version <= last:
+        return False
+    os.environ["XLA_FLAGS"] = " ".join(flags)
+    return True
 
 
 def below(error: float, tolerance: float) -> str:
