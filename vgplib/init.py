@@ -76,7 +76,7 @@ def init_layer(
       could check in the paper's stored text is its abstract: "initial back-propagation gradients do
       not vanish if the mean of the initial weights is negative and inversely proportional to the
       number of neurons in a layer". The constants (-8/N capped at -1, standard deviation 0.1) are
-      those of public implementations that cite the paper; we could not read them in its text.
+      our choice, of that form; we could not read the paper's own constants in its stored text.
       A unit's pre-activation sums ``fan_in`` sigmoid outputs of mean about 1/2, so the mean weight
       ``mu`` shifts it by about ``fan_in * mu / 2 = -4``; ``sigma_w`` is not used.
 
