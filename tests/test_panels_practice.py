@@ -49,6 +49,15 @@ CASES = {
     "check_value_clip_angle": ((math.degrees(math.atan(10)) - 45,), (0.0,)),
     "check_adam_tiny_step": ((1e-3 * 1e-10 / (1e-10 + 1e-8),), (1e-3,)),
     "check_es_pairs": ((math.ceil(0.09 * 9999 / 0.91),), (1978,)),
+    # two logits: ||diag(p) - p p^T||_F = 2 p (1 - p) with p = sigmoid(gap)
+    "check_softmax_gap_ratio": ((special.expit(1.0) * special.expit(-1.0) / (special.expit(8.0) * special.expit(-8.0)),), (8.0,)),
+    "check_selective_memory": ((math.exp(-(999 * 1e-4 + 3.0)),), (math.exp(-999 * 1e-4),)),
+    "check_vanishing_layers": ((5,), (4,)),
+    "check_largest_scale": ((2**13,), (2**14,)),
+    "check_dynamic_scale": ((2**16,), (2**19,)),
+    "check_saddle_lambda": ((-2.0,), (2.0,)),
+    "check_escape_steps": ((math.ceil(math.log(1000) / math.log(1.2)),), (37,)),
+    "check_power_law_beta": ((math.log(0.28 / 0.08) / math.log(8),), (math.log(8) / math.log(0.28 / 0.08),)),
 }
 
 
@@ -79,6 +88,12 @@ def test_known_mistakes_get_their_hint(capsys):
     assert "subnormals" in capsys.readouterr().out
     assert not practice.check_fold(6.25, 1.0)
     assert "w is right" in capsys.readouterr().out
+    assert not practice.check_softmax_gap_ratio(8)
+    assert "1/c law" in capsys.readouterr().out
+    assert not practice.check_dynamic_scale(2**19)
+    assert "ignores the two overflows" in capsys.readouterr().out
+    assert not practice.check_saddle_lambda(0.0)
+    assert "GRADIENT is zero" in capsys.readouterr().out
 
 
 def test_answers_as_arrays_and_integers_are_accepted():
@@ -131,13 +146,52 @@ def test_computed_answers_match_independent_oracles():
     assert 0.25**511 == np.finfo(np.float64).tiny and q["float64_horizon"] == 512
     t = np.linspace(2, 3, 100001)
     assert q["silu_max_slope"] == pytest.approx(np.max(special.expit(t) * (1 + t * (1 - special.expit(t)))), rel=1e-6)
+    # chapter 13: the two-logit closed form against vgplib.softmax_jacobian in float64
+    import jax
+    import jax.numpy as jnp
+
+    import vgplib
+
+    with jax.enable_x64(True):
+        J = vgplib.softmax_jacobian(jnp.array([[1.0, 0.0], [8.0, 0.0]], jnp.float64))
+        norms = np.sqrt(np.sum(np.asarray(J) ** 2, axis=(1, 2)))
+    assert q["softmax_gap_ratio"] == pytest.approx(norms[0] / norms[1], rel=1e-9)
+    # chapter 14: gradient_report itself on a loss whose layer l has ||G_l|| = 0.5 * 4^-(10 - l)
+    coef = [0.5 * 4.0 ** -(10 - l) for l in range(1, 11)]
+    report = vgplib.gradient_report(lambda p: sum(c * layer["w"] for c, layer in zip(coef, p)),
+                                    [{"w": jnp.ones(())} for _ in coef])
+    assert q["vanishing_layers"] == report.layer_verdict.count("vanishing") == 5
+    assert report.faulty_layers() == [f"[{i}]" for i in range(5)]
+    # float16: 4 * 2^13 is finite, 4 * 2^14 overflows
+    with np.errstate(over="ignore"):
+        assert np.isfinite(np.float16(4 * q["largest_scale"])) and np.isinf(np.float16(8 * q["largest_scale"]))
+    # the dynamic rule simulated in plain Python
+    scale, good = 2.0**15, 0
+    for step in range(1, 201):
+        if step in (60, 61):
+            scale, good = max(scale / 2, 1.0), 0
+        else:
+            good += 1
+            if good == 50:
+                scale, good = scale * 2, 0
+    assert q["dynamic_scale"] == scale
+    # chapter 15: the Hessian of (1/2)(y - w2 w1 x)^2 at 0 is [[0, -xy], [-xy, 0]]; gradient descent on its
+    # linearisation multiplies the escape component by 1 - eta lambda_min per step
+    H = np.array([[0.0, -2.0], [-2.0, 0.0]])
+    assert q["saddle_lambda"] == pytest.approx(np.linalg.eigvalsh(H)[0], rel=1e-6)
+    v, k = np.array([1e-3, 1e-3]), 0
+    while np.linalg.norm(v) < 1000 * np.linalg.norm([1e-3, 1e-3]):
+        v, k = v - 0.1 * H @ v, k + 1
+    assert q["escape_steps"] == k
+    # the power law through (100, 0.28) and (800, 0.08) by a log-log fit
+    assert q["power_law_beta"] == pytest.approx(-np.polyfit(np.log([100, 800]), np.log([0.28, 0.08]), 1)[0], rel=1e-9)
 
 
 def test_answer_key_lists_every_question_in_chapter_order():
     rows = practice.answer_key()
     assert len(rows) == len(practice.QUESTIONS)
     chapters = [r[0] for r in rows]
-    assert chapters == sorted(chapters) and set(chapters) == set(range(1, 13))
+    assert chapters == sorted(chapters) and set(chapters) == set(range(1, 16))
     assert all(math.isfinite(r[2]) for r in rows)
 
 

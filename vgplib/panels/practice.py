@@ -26,8 +26,11 @@ import optax
 
 from vgplib.activations import get_activation
 from vgplib.clipping import tree_angle
+from vgplib.curvature import hessian_eigenvalues
 from vgplib.init import init_variance
+from vgplib.monitor import MonitorThresholds
 from vgplib.normalization import normalized_gradient_growth
+from vgplib.precision import loss_scale_init, loss_scale_update
 from vgplib.theory import (
     chi1,
     critical_sigma_w,
@@ -679,3 +682,174 @@ def check_es_pairs(pairs) -> bool:
                   "M/(M + 9999) >= 0.09 from M = {ref} pairs: a population of about 2,000 per step",
                   "solve M / (M + d - 1) = cos^2 = 0.09 for M and round up.",
                   ((989.0 * 2, "that is the population (two evaluations per pair); the question asks for pairs."),))
+
+
+# --------------------------------------------------------------------------- chapter 13
+
+
+def _two_logit_jacobian_norm(gap: float) -> float:
+    """``||diag(p) - p p^T||_F`` for two logits ``gap`` apart: its four entries are ``+-p_1 p_2``."""
+    p1 = 1.0 / (1.0 + math.exp(-gap))
+    return 2.0 * p1 * (1.0 - p1)
+
+
+@_question(chapter=13, rtol=1e-2)
+def expected_softmax_gap_ratio() -> float:
+    """``||dp/ds||_F`` at the logits ``(1, 0)`` over that at ``(8, 0)``: scaled against unscaled at ``d = 64``.
+
+    Closed form (the tests compare it with :func:`vgplib.softmax_jacobian` in float64).
+    """
+    return _two_logit_jacobian_norm(1.0) / _two_logit_jacobian_norm(8.0)
+
+
+def check_softmax_gap_ratio(ratio) -> bool:
+    """Self-check: how many times smaller the softmax Jacobian is at logits ``(8, 0)`` than at ``(1, 0)`` (rtol 1e-2)."""
+    return _check("softmax_gap_ratio", "ratio", ratio,
+                  "for two logits ||dp/ds||_F = 2 p_1 p_2: 0.393 at a gap of 1, 6.7e-4 at a gap of 8, "
+                  "{ref:.0f} times smaller",
+                  "with two logits p = (sigmoid(gap), sigmoid(-gap)), and diag(p) - p p^T has four entries +-p_1 p_2.",
+                  ((8.0, ("that is the 1/c law of the MEAN over random logits; for one fixed gap p_1 p_2 "
+                          "falls like e^(-gap).")),))
+
+
+@_question(chapter=13, rtol=1e-2)
+def expected_selective_memory() -> float:
+    """``prod_t exp(-Delta_t lambda)`` over 1000 steps, ``lambda = 1``: 999 steps ``Delta = 1e-4``, one ``Delta = 3``."""
+    deltas = np.full(1000, 1e-4)
+    deltas[500] = 3.0                                  # the one marked step
+    return float(np.prod(np.exp(-1.0 * deltas)))       # d h_T / d h_k = prod a_t, a_t = exp(-Delta_t lambda)
+
+
+def check_selective_memory(gain) -> bool:
+    """Self-check: ``dh_T/dh_k`` of a selective channel across 1000 steps, one of them a write step (rtol 1e-2)."""
+    return _check("selective_memory", "gain", gain,
+                  "prod a_t = exp(-lambda sum Delta_t) = exp(-(0.0999 + 3)) = {ref:.4f}: the one write step "
+                  "costs more than the 999 others together",
+                  "each step multiplies by a_t = exp(-Delta_t lambda), so the product is exp(-lambda sum_t Delta_t).",
+                  ((math.exp(-999e-4), "that leaves out the marked step with Delta = 3."),
+                   (math.exp(-3.0), "that leaves out the 999 small steps.")))
+
+
+# --------------------------------------------------------------------------- chapter 14
+
+
+@_question(chapter=14, integer=True)
+def expected_vanishing_layers() -> int:
+    """Layers that :func:`vgplib.gradient_report` calls vanishing when ``||G_l||`` falls 4x per layer from 0.5 at layer 10.
+
+    The rule of :class:`vgplib.MonitorThresholds` (defaults) applied to ``||G_l|| = 0.5 * 4^-(10 - l)``
+    and ``r_l = 4^-(10 - l)``; the tests run the report itself on a loss with these gradients.
+    """
+    th = MonitorThresholds()
+    norms = [0.5 * 4.0 ** -(10 - l) for l in range(1, 11)]
+    return sum(g < th.vanish_norm or g / norms[-1] < th.vanish_ratio for g in norms)
+
+
+def check_vanishing_layers(count) -> bool:
+    """Self-check: how many of 10 layers the report flags when each gradient is 4x below the next (exact)."""
+    return _check("vanishing_layers", "count", count,
+                  "r_l = 4^-(10 - l) is below 1e-3 from 10 - l = 5 on (4^5 = 1024): layers 1 to {ref}",
+                  "r_l = ||G_l|| / ||G_10|| = 4^-(10 - l); the rule flags r_l < 1e-3 (and ||G_l|| < 1e-7).",
+                  ((4.0, "4^-5 = 9.8e-4 is below 1e-3: layer 5 is flagged too."),
+                   (9.0, "only r_l < 1e-3 or ||G_l|| < 1e-7 counts; a smaller gradient is not by itself vanishing.")))
+
+
+@_question(chapter=14, integer=True)
+def expected_largest_scale() -> int:
+    """The largest power of two ``S`` with ``S * 4`` finite when cast to float16 (NumPy's IEEE float16)."""
+    with np.errstate(over="ignore"):
+        finite = [k for k in range(64) if np.isfinite(np.float16(4.0 * 2.0**k))]
+    return 2 ** max(finite)
+
+
+def check_largest_scale(scale) -> bool:
+    """Self-check: the largest power-of-two loss scale for which a gradient entry of 4 stays finite in float16 (exact)."""
+    return _check("largest_scale", "scale", scale,
+                  "4 x {ref} = 32768 is below float16's largest number 65504; 4 x 2^14 = 65536 is inf",
+                  "float16's largest finite number is 65504; find the largest power of two S with 4 S below it.",
+                  ((2.0**14, "4 x 2^14 = 65536 is above 65504: it overflows to inf."),))
+
+
+@functools.partial(jax.jit, static_argnames="period")
+def _final_loss_scale(finite: jax.Array, period: int) -> jax.Array:
+    """``S`` after one :func:`vgplib.loss_scale_update` per entry of ``finite``, from ``S = 2^15`` (one compilation)."""
+    def step(state, ok):
+        return loss_scale_update(state, ok, period=period), None
+    return jax.lax.scan(step, loss_scale_init(2.0**15), finite)[0].scale
+
+
+@_question(chapter=14, integer=True)
+def expected_dynamic_scale() -> int:
+    """``S`` after 200 steps of :func:`vgplib.loss_scale_update` from ``2^15``, period 50, overflows at steps 60 and 61."""
+    finite = np.ones(200, bool)
+    finite[[59, 60]] = False                 # steps 60 and 61 (counted from 1)
+    return int(_final_loss_scale(jnp.asarray(finite), 50))
+
+
+def check_dynamic_scale(scale) -> bool:
+    """Self-check: the dynamic loss scale after the 200-step run of the question (exact)."""
+    return _check("dynamic_scale", "scale", scale,
+                  "2^16 after step 50, 2^14 after the overflows at 60 and 61, then doubled at steps 111 and 161: "
+                  "S = {ref}",
+                  "double after 50 finite steps IN A ROW; an overflow halves S and starts the count again.",
+                  ((2.0**19, "that ignores the two overflows: each halves S and restarts the count of finite steps."),
+                   (2.0**14, "that is S right after the overflows; 139 finite steps follow.")))
+
+
+# --------------------------------------------------------------------------- chapter 15
+
+
+def _two_weight_loss(params: dict[str, jax.Array], x: float, y: float) -> jax.Array:
+    """``E = (1/2) (y - w_2 w_1 x)^2``: the smallest network with a saddle at ``w = 0``."""
+    return 0.5 * (y - params["w2"] * params["w1"] * x) ** 2
+
+
+@_question(chapter=15, rtol=1e-3)
+def expected_saddle_lambda() -> float:
+    """The most negative Hessian eigenvalue of ``(1/2)(y - w_2 w_1 x)^2`` at ``w = 0``, ``x = 1``, ``y = 2``."""
+    origin = {"w1": jnp.zeros(()), "w2": jnp.zeros(())}
+    return float(hessian_eigenvalues(_two_weight_loss, origin, 1.0, 2.0)[0])
+
+
+def check_saddle_lambda(lam) -> bool:
+    """Self-check: ``lambda_min`` of the two-weight network's Hessian at the origin (rtol 1e-3)."""
+    return _check("saddle_lambda", "lam", lam,
+                  "H = [[0, -x y], [-x y, 0]] at w = 0, with eigenvalues +-2: lambda_min = {ref:g}, a saddle",
+                  "the gradient is 0 at w = 0, the Hessian is not: the mixed derivative d^2E/dw_1 dw_2 is -x y there.",
+                  ((0.0, "the GRADIENT is zero at the origin; the mixed second derivative is not."),
+                   (2.0, "that is the largest eigenvalue; the question asks for the most negative one."),
+                   (-4.0, "the loss carries a factor 1/2.")))
+
+
+@_question(chapter=15, integer=True)
+def expected_escape_steps() -> int:
+    """Smallest ``k`` with ``(1 - eta lambda_min)^k >= 1000`` for ``eta = 0.1`` and the two-weight saddle."""
+    factor = 1.0 - 0.1 * expected_saddle_lambda()
+    k = 1
+    while factor**k < 1000:
+        k += 1
+    return k
+
+
+def check_escape_steps(steps) -> bool:
+    """Self-check: steps of gradient descent (``eta = 0.1``) for the escape component to grow 1000-fold (exact)."""
+    return _check("escape_steps", "steps", steps,
+                  "each step multiplies it by 1 - eta lambda_min = 1.2, and 1.2^k >= 1000 from k = {ref}",
+                  "near the saddle the gradient is H v, so one step multiplies the component along u by 1 - eta lambda.",
+                  ((35.0, "that uses e^(eta |lambda| k); a discrete step multiplies by 1 + eta |lambda|."),
+                   (37.0, "1.2^37 = 851 is still below 1000.")))
+
+
+@_question(chapter=15, rtol=1e-2)
+def expected_power_law_beta() -> float:
+    """``beta`` of ``e(n) = c n^-beta`` through ``e(100) = 0.28`` and ``e(800) = 0.08``."""
+    return math.log(0.28 / 0.08) / math.log(800 / 100)
+
+
+def check_power_law_beta(beta) -> bool:
+    """Self-check: the exponent of the power law through the question's two points (rtol 1e-2)."""
+    return _check("power_law_beta", "beta", beta,
+                  "e(800)/e(100) = 8^(-beta), so beta = ln 3.5 / ln 8 = {ref:.2f}",
+                  "divide the two errors: e(800) / e(100) = (800 / 100)^(-beta); take logs.",
+                  ((1 / (math.log(0.28 / 0.08) / math.log(8.0)), "that is 1/beta."),
+                   ((0.28 - 0.08) / 700, "that is the slope on linear axes; the power law is a line on log-log axes.")))
