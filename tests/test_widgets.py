@@ -933,6 +933,32 @@ def test_below_rejects_bad_arguments(error, tolerance, exc, word):
         widgets.below(error, tolerance)
 
 
+def test_within_prints_the_band_every_value_meets():
+    assert widgets.within(np.array([0.99, 1.05, 0.986]), low=0.9) == "> 0.9"
+    assert widgets.within([0.013, 0.021], high=0.05) == "< 0.05"
+    assert widgets.within(np.float32(0.48), 0.4, 0.6) == "between 0.4 and 0.6"
+    assert widgets.within(3, 1, 1e18) == "between 1 and 1e+18"
+    assert widgets.within(jnp.array([2e18, 5e19]), low=1e18) == "> 1e+18"
+    # one value outside (bounds are strict), or not finite: every value is printed, so nbval fails
+    assert widgets.within([0.99, 0.85], low=0.9) == "= 0.99, 0.85, NOT > 0.9"
+    assert widgets.within(0.05, high=0.05) == "= 0.05, NOT < 0.05"
+    assert widgets.within([0.5, float("nan")], 0.4, 0.6) == "= 0.5, nan, NOT between 0.4 and 0.6"
+    assert "NOT > 1e+18" in widgets.within(float("inf"), low=1e18)
+
+
+@pytest.mark.parametrize("values, low, high, exc, word", [
+    (0.5, None, None, ValueError, "low, high"), (0.5, 1.0, 0.5, ValueError, "below high"),
+    (0.5, 0.5, 0.5, ValueError, "below high"), (0.5, float("nan"), None, ValueError, "low"),
+    (0.5, None, float("inf"), ValueError, "high"), ([], 0.0, None, ValueError, "values"),
+    ("0.5", 0.0, None, TypeError, "values"), (True, 0.0, None, TypeError, "values"),
+    ([True, False], 0.0, None, TypeError, "values"), ([1 + 1j], 0.0, None, TypeError, "values"),
+    (0.5, [0.0], None, TypeError, "low"), (0.5, None, "1", TypeError, "high"),
+])
+def test_within_rejects_bad_arguments(values, low, high, exc, word):
+    with pytest.raises(exc, match=word):
+        widgets.within(values, low, high)
+
+
 def test_fast_xla_compile_sets_the_flags_only_when_safe(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     monkeypatch.setattr(widgets.jaxlib, "__version__", "0.10.2")

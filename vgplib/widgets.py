@@ -159,6 +159,52 @@ def below(error: float, tolerance: float) -> str:
     return f"= {error:.2e}, NOT below {tolerance:.0e}"
 
 
+def within(values, low: float | None = None, high: float | None = None) -> str:
+    """``"> 0.9"``, ``"< 0.05"``, ``"between 0.4 and 0.6"``: where a rounding-sensitive measurement lies.
+
+    The outcome of a training with a large learning rate, or of a run through a chaotic phase,
+    amplifies rounding: its digits change with the CPU's code path (AVX-512 against SSE4.2), but a
+    claim such as "every seed ends above 0.9" does not. ``values`` (a real number or an array of
+    them: every entry must lie in the band) is printed as the band, strictly ``low < v < high``
+    (either bound may be ``None``, not both). Where an entry lies outside, or is not finite, the values
+    are printed with ``"NOT"`` and the band, so the stored output no longer matches and nbval fails.
+    The bounds are printed with ``:g``; choose them from the spread measured across code paths.
+    """
+    if isinstance(values, (bool, str, bytes, complex)):
+        raise TypeError(f"values must be a real number or an array of real numbers, got {type(values).__name__}")
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"values must be a real number or an array of real numbers, got {type(values).__name__}") from err
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or arr.dtype == bool:
+        raise TypeError(f"values must be real numbers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError("values must hold at least one number")
+    for name, bound in (("low", low), ("high", high)):
+        if bound is None:
+            continue
+        if isinstance(bound, (bool, str, complex)) or np.ndim(bound) != 0 or np.iscomplexobj(bound):
+            raise TypeError(f"{name} must be a real scalar or None, got {type(bound).__name__}")
+        if not math.isfinite(float(bound)):
+            raise ValueError(f"{name} must be finite, got {bound!r}")
+    if low is None and high is None:
+        raise ValueError("give low, high or both")
+    if low is not None and high is not None and not float(low) < float(high):
+        raise ValueError(f"low must be below high, got low={low!r}, high={high!r}")
+    if low is None:
+        band = f"< {float(high):g}"
+    elif high is None:
+        band = f"> {float(low):g}"
+    else:
+        band = f"between {float(low):g} and {float(high):g}"
+    v = arr.astype(np.float64).ravel()
+    ok = np.isfinite(v) & (v > (-np.inf if low is None else float(low))) & (v < (np.inf if high is None else float(high)))
+    if ok.all():
+        return band
+    shown = ", ".join(f"{x:.3g}" for x in v)
+    return f"= {shown}, NOT {band}"
+
+
 #: A live figure is shown at its size in CSS pixels, 96 per inch (8-point text is 10.7 px high)...
 CSS_DPI = 96
 #: ...and drawn with this many pixels per CSS pixel: 1 is pixel-exact (sharp) on a standard screen.
