@@ -58,6 +58,17 @@ def test_diag_path_log_norm_closed_form():
         assert got[k] == pytest.approx(expected, rel=1e-12)
 
 
+def test_adding_params_start_at_the_constant_predictor_with_the_lstm_forget_bias():
+    n = ch10.CELL_HIDDEN["lstm"]
+    p = ch10.adding_params("lstm", 0)
+    assert ch10.ADDING_FORGET_BIAS == 3.0
+    np.testing.assert_array_equal(p["b"][n:2 * n], ch10.ADDING_FORGET_BIAS)   # forget block (i, f, g, o)
+    np.testing.assert_array_equal(np.delete(p["b"], np.s_[n:2 * n]), 0.0)
+    np.testing.assert_array_equal(p["W"], vgplib.init_lstm(jax.random.key(0), 2, n, forget_bias=3.0)["W"])
+    assert np.all(p["v"] == 0) and p["c"] == 1.0
+    assert [ch10.n_parameters(c) for c in ch10.CELLS] == [321, 361, 334]
+
+
 def test_truncated_gradient_is_the_sum_of_the_last_k_terms():
     params = ch10.adding_params("gru", 4)
     params = dict(params, v=jnp.linspace(-1, 1, ch10.CELL_HIDDEN["gru"]))
