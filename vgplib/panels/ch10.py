@@ -2,7 +2,7 @@
 
 Notation (DESIGN.md 2b): the recurrent state is ``s_t``; for the LSTM ``s_t = [h_t; c_t]`` with::
 
-    i, f, o = sigmoid(W_. h_{t-1} + U_. x_t + b_.),  c~ = tanh(W_g h_{t-1} + U_g x_t + b_g),
+    i, f, o = sigmoid(W_. h_{t-1} + U_. x_t + b_.),  c~ = tanh(W_c~ h_{t-1} + U_c~ x_t + b_c~),
     c_t = f * c_{t-1} + i * c~,                        h_t = o * tanh(c_t)
 
 (Hochreiter & Schmidhuber 1997, with the forget gate of Gers, Schmidhuber & Cummins 2000), and for
@@ -363,8 +363,8 @@ def truncation_errors(run: GatedRun, step: int = 600, n_seq: int = 64) -> dict:
 
     For a loss on ``h_T`` only, BPTT truncated at ``k`` steps (Williams & Peng 1990) keeps the terms
     ``dE/dtheta_t`` with ``t > T - k`` and drops the rest. At the parameters after ``step`` training
-    steps, on ``n_seq`` test sequences, per cell and seed: ``rel[k] = ||g_k - g|| / ||g||`` and
-    ``cos[k]`` = cosine between ``g_k`` and the full gradient ``g``, for ``k`` in
+    steps, on ``n_seq`` test sequences, per cell and seed: ``rel[k] = ||g^(k) - g|| / ||g||`` and
+    ``cos[k]`` = cosine between ``g^(k)`` and the full gradient ``g``, for ``k`` in
     :data:`TRUNCATIONS`. Returns ``{cell: {"rel": (S, K), "cos": (S, K)}}``.
     """
     if step not in run.checkpoints:
@@ -420,7 +420,7 @@ def truncated_gradient(params, xs, y, k: int, cell: str) -> dict:
 
 
 def make_truncation_figure(trunc: dict):
-    """Relative error ``||g_k - g|| / ||g||`` of the truncated gradient against ``k``, per cell (median,
+    """Relative error ``||g^(k) - g|| / ||g||`` of the truncated gradient against ``k``, per cell (median,
     min-max band over seeds)."""
     fig, ax = new_figure(figsize=(5.0, 3.2), margins={"left": 0.14, "right": 0.97, "bottom": 0.16, "top": 0.9})
     k = np.array(TRUNCATIONS)
@@ -433,7 +433,7 @@ def make_truncation_figure(trunc: dict):
     ax.set_yscale("symlog", linthresh=1e-6)
     ax.set_ylim(0, 2)
     ax.set_xlabel("k: steps kept by the truncated backward pass")
-    ax.set_ylabel("‖g_k − g‖ / ‖g‖")
+    ax.set_ylabel("‖g⁽ᵏ⁾ − g‖ / ‖g‖")
     ax.yaxis.set_label_coords(-0.15, 0.5)
     ax.legend(fontsize=8, frameon=False)
     ax.set_title("what truncation removes (T = 100)", fontsize=10)
