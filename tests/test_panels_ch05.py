@@ -67,6 +67,19 @@ def test_ensemble_is_the_panel_kernel_on_other_networks():
     assert not np.allclose(ens[0], ens[1])
 
 
+def test_ensemble_curves_overflow_layer():
+    # Shallow: nothing overflows (-1), and the exact curves are ensemble_log10_norms'.
+    e = ch05.ensemble_curves(4.0, networks=2, depth=10)
+    assert e["overflow_layer"].tolist() == [-1, -1]
+    np.testing.assert_array_equal(e["log10_exact"], ch05.ensemble_log10_norms(4.0, networks=2, depth=10))
+    # Deep at sigma_w = 5: both overflow (the typical rate puts the norm past 3.4e38 near 190 layers
+    # down); the reported layer holds an exact norm above the float32 maximum, and the norm 20 layers
+    # higher up (closer to the output) is far below it.
+    e = ch05.ensemble_curves(5.0, networks=2, depth=300)
+    for ex, layer in zip(e["log10_exact"], e["overflow_layer"]):
+        assert 0 <= layer < 300 and ex[layer] > ch05.LOG10_MAX > ex[layer + 20]
+
+
 def test_static_figures_build():
     from matplotlib.figure import Figure
 

@@ -90,12 +90,15 @@ def panel_network() -> dict[str, Array]:
 ENSEMBLE_SEED = 1000  #: networks of :func:`ensemble_log10_norms` use keys 1000, 1001, ...
 
 
-def ensemble_log10_norms(sigma_w: float, networks: int = 32, depth: int = MAX_DEPTH) -> np.ndarray:
-    """``log10 ||g_l||`` ``(networks, depth + 1)`` for ``networks`` further random networks.
+def ensemble_curves(sigma_w: float, networks: int = 32, depth: int = MAX_DEPTH) -> dict[str, np.ndarray]:
+    """The panel's exact and float32 backprop for ``networks`` further random networks, in one call.
 
     Each is built like :func:`panel_network` (keys ``ENSEMBLE_SEED + i``, same width, unit output
-    gradient) and back-propagated by the same kernel in log space (exact at any depth): the spread
-    of a single network's gradient around the typical rate of :func:`vgplib.typical_growth`.
+    gradient) and back-propagated by the same kernel (``vmap``). Keys: ``log10_exact``
+    ``(networks, depth + 1)``, ``log10 ||g_l||`` in log space (exact at any depth): the spread of a
+    single network's gradient around the typical rate of :func:`vgplib.typical_growth`; and
+    ``overflow_layer`` ``(networks,)``, the highest ``l`` whose plain float32 ``g_l`` holds ``inf``
+    or ``NaN`` (``-1`` where none does).
     """
     sigma_w = check_positive("sigma_w", sigma_w)
     networks = check_positive_int("networks", networks)
@@ -103,8 +106,16 @@ def ensemble_log10_norms(sigma_w: float, networks: int = 32, depth: int = MAX_DE
     nets = [_network(ENSEMBLE_SEED + i, depth) for i in range(networks)]
     stack = {k: jnp.stack([net[k] for net in nets]) for k in ("Z", "x0", "g")}
     kernel = jax.vmap(_overflow_kernel, in_axes=(0, 0, 0, None, None))
-    log_norm = kernel(stack["Z"], stack["x0"], stack["g"], np.float32(sigma_w), np.int32(depth))[1]
-    return np.asarray(log_norm, np.float64) / _LN10
+    direct, log_norm = kernel(stack["Z"], stack["x0"], stack["g"], np.float32(sigma_w), np.int32(depth))
+    bad = ~np.all(np.isfinite(np.asarray(direct)), axis=2)  # (networks, depth + 1)
+    layers = np.arange(depth + 1)
+    overflow = np.where(bad.any(axis=1), np.max(np.where(bad, layers, -1), axis=1), -1)
+    return {"log10_exact": np.asarray(log_norm, np.float64) / _LN10, "overflow_layer": overflow}
+
+
+def ensemble_log10_norms(sigma_w: float, networks: int = 32, depth: int = MAX_DEPTH) -> np.ndarray:
+    """``log10 ||g_l||`` ``(networks, depth + 1)`` of :func:`ensemble_curves` (exact, log space)."""
+    return ensemble_curves(sigma_w, networks, depth)["log10_exact"]
 
 
 def _scale(sigma_w, n: int):
