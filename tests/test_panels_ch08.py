@@ -59,6 +59,27 @@ def test_panel_never_compiles_after_the_first_draw_and_its_figure_is_readable():
     assert not panel.fig.axes[0].yaxis.get_visible() and fig.axes[0].yaxis.get_visible()
 
 
+def test_growth_experiment_is_float64_and_matches_batch_gradient_norms():
+    # the experiment draws and runs in float64; oracle: the unmasked float64 sweep of
+    # vgplib.batch_gradient_norms on the same draws (seed 1, batch 5 of 7), slope over l = 0..depth - skip_top
+    width, depth, skip_top, batches = 8, 6, 2, (5, 7)
+    r = ch08.growth_experiment(activations=("tanh",), batches=batches, norms=("batch",), width=width,
+                               depth=depth, seeds=2, skip_top=skip_top)
+    got = r[("tanh", "batch")]
+    assert got.dtype == np.float64 and got.shape == (2, 2)
+    with jax.enable_x64(True):
+        kz, kx, kg = jax.random.split(jax.random.split(jax.random.PRNGKey(100), 2)[1], 3)
+        W = jax.random.normal(kz, (depth, width, width), jnp.float64) / math.sqrt(width)
+        X = jax.random.normal(kx, (7, width), jnp.float64)[:5]
+        G = jax.random.normal(kg, (7, width), jnp.float64)[:5]
+        params = [{"W": W[l], "b": jnp.zeros(width, jnp.float64)} for l in range(depth)]
+        logs = np.asarray(vgplib.batch_gradient_norms(params, X, G, "tanh", norm="batch", eps=ch08.EPS))
+    assert logs.dtype == np.float64
+    layers = np.arange(depth - skip_top + 1)
+    want = math.exp(-2.0 * np.polyfit(layers, logs[: layers.size], 1)[0])
+    assert abs(got[1, 0] / want - 1) < 1e-12, (got, want)
+
+
 def test_growth_experiment_and_figures():
     r = ch08.growth_experiment(activations=("linear",), batches=(4, 8), norms=("batch",), width=16, depth=8,
                                seeds=2, skip_top=2)
