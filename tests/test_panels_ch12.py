@@ -115,6 +115,12 @@ def test_figures_are_readable():
     grads = {"random": 10.0 ** rng.uniform(-17, -1, (3, ch12.DEPTH))}
     fig = ch12.pretraining_figure(grads, {"random": rng.uniform(0, 2.3, (6, 3))})
     assert min_text_px(fig) >= MIN_TEXT_PX
+    ratios = {"curriculum": rng.uniform(0.5, 1.0, 8), "control": np.array([0.2, 0.3, 1.0, 1.3])}
+    fig = ch12.curriculum_figure(ratios)
+    assert min_text_px(fig) >= MIN_TEXT_PX
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["curriculum", "control"]
+    assert len(ax.lines) == 4 and ax.get_xlim()[1] > 1.3  # one row of dots per arm, the 0.5 and 1 lines
 
 
 def test_threshold_network_has_exactly_zero_hidden_gradients():

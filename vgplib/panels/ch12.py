@@ -341,6 +341,28 @@ def pretraining_figure(grad_norms: Mapping[str, np.ndarray], losses: Mapping[str
     return fig
 
 
+def curriculum_figure(ratios: Mapping[str, np.ndarray], learned: float = 0.5) -> Figure:
+    """Test MSE at the target lag over the MSE of predicting the mean, one dot per seed and one row
+    per arm (``ratios``: name -> per-seed values), with 1 (nothing learned) and ``learned`` marked."""
+    fig, ax = new_figure(figsize=(6.4, 1.2 + 0.5 * len(ratios)),
+                         margins={"left": 0.3, "right": 0.97, "top": 0.95, "bottom": 0.3})
+    hi = 1.1
+    for i, (name, r) in enumerate(ratios.items()):
+        r = np.asarray(r, np.float64)
+        hi = max(hi, float(np.nanmax(r)) + 0.05)
+        ax.plot(r, np.full(r.shape, -i), "o", ms=6, color=f"C{i}", alpha=0.6, mec="none")
+    ax.axvline(1.0, color="k", ls=":", lw=0.8)
+    ax.axvline(learned, color="#b00020", ls="--", lw=0.8)
+    ax.text(learned, 0.45, f"learned (< {learned:g}) ", color="#b00020", fontsize=8, va="center", ha="right")
+    ax.text(1.0, 0.45, "nothing learned ", fontsize=8, va="center", ha="right")
+    ax.set_yticks(-np.arange(len(ratios)), list(ratios))
+    ax.set_ylim(-len(ratios) + 0.4, 0.8)
+    ax.set_xlim(0.0, hi)
+    ax.set_xlabel("test MSE / MSE of predicting the mean (one dot per seed)")
+    ax.xaxis.set_label_coords(0.5, -0.24)
+    return fig
+
+
 def cosine_figure(n_params, cosines, pairs: int) -> Figure:
     """Measured cosine between the ES gradient estimate and the exact gradient (dots: every repetition;
     line: mean) against the parameter count, with ``sqrt(M / (M + d - 1))`` for ``M = pairs``."""
