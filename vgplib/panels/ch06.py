@@ -508,7 +508,8 @@ def layer_gradients_figure(norms: Mapping[str, np.ndarray], dead: Mapping[str, n
     """Left: ``||dE/dW_l||`` per layer after training (one line per model). Right: the fraction of each
     layer's weights whose gradient is exactly 0 against the layer's dead fraction."""
     fig, (a1, a2) = new_figure(figsize=(7.0, 2.9), dpi=96, ncols=2,
-                               margins={"left": 0.1, "right": 0.98, "top": 0.88, "bottom": 0.17, "wspace": 0.3})
+                               margins={"left": 0.1, "right": 0.98, "top": 0.88, "bottom": 0.17, "wspace": 0.38})
+    a2.yaxis.set_label_coords(-0.17, 0.5)  # clear of the tick labels 0.0 ... 1.0 (new_figure pins -0.085)
     plain_log_yaxis(a1)
     for name, n in norms.items():
         n = np.asarray(n)
