@@ -146,8 +146,8 @@ def _mean_field(m0, alpha, sigma_w, n_layers_mask, residual: bool):
 def mean_field_log_rms(depth: int, alpha: float | None, sigma_w: float = SIGMA_W, mean_square_input: float = 1.0) -> float:
     """Mean-field prediction of log10 of the root-mean-square singular value of ``dh_L/dh_0``.
 
-    Per layer the mean squared gain of a backward vector is ``chi_l = sigma_w^2 E[phi'(a_l)^2]`` for a
-    plain layer and ``1 + alpha^2 chi_l`` for a residual one (the cross term ``2 alpha v^T D W v``
+    Per layer the mean squared gain of a backward vector is ``chi(q_l) = sigma_w^2 E[phi'(a_l)^2]`` for a
+    plain layer and ``1 + alpha^2 chi(q_l)`` for a residual one (the cross term ``2 alpha v^T D W v``
     has mean 0), with ``q_l = sigma_w^2 m_{l-1}`` and the forward mean square ``m_l = E[phi(a_l)^2]``
     (plain) or ``m_{l-1} + alpha^2 E[phi(a_l)^2]`` (residual); the expectations are the library's
     traceable :func:`vgplib.theory.length_map_and_chi`. ``alpha=None`` is the plain network.
@@ -497,7 +497,7 @@ def highway_measurements(gate_biases: Sequence[float], depth: int = 100, width: 
 
 def check_rms_limit(answer) -> bool | None:
     """Self-check: the limit, as ``L -> infinity``, of log10 of the mean-field RMS singular value of a
-    residual network with ``alpha = 1/sqrt(L)`` and ``chi_l = 1`` in every layer: ``(1 + 1/L)^(L/2) -> e^(1/2)``,
+    residual network with ``alpha = 1/sqrt(L)`` and ``chi(q_l) = 1`` in every layer: ``(1 + 1/L)^(L/2) -> e^(1/2)``,
     so ``log10 e / 2 = 0.217``."""
     if unanswered("set rms_limit to your number and run the cell again.", answer):
         return None
@@ -507,7 +507,7 @@ def check_rms_limit(answer) -> bool | None:
         return report_answer(True, f"(1 + 1/L)^(L/2) -> e^(1/2), log10 = {ref:.3f}: bounded at any depth", "")
     if math.isclose(value, math.log10(math.e), rel_tol=1e-2):
         return report_answer(False, "", "that is the mean SQUARED singular value; take the square root.")
-    return report_answer(False, "", "the mean squared gain is prod_l (1 + alpha^2 chi_l) = (1 + 1/L)^L; its limit is e.")
+    return report_answer(False, "", "the mean squared gain is prod_l (1 + alpha^2 chi(q_l)) = (1 + 1/L)^L; its limit is e.")
 
 
 def check_cancelling_weight(w) -> bool | None:
