@@ -306,7 +306,7 @@ def layer_change_figure(changes: Mapping[str, np.ndarray], title: str = "") -> F
     ax.axhline(ZERO_FLOOR, color="#b00020", lw=0.6, alpha=0.4)
     ax.text(1, ZERO_FLOOR * 4, "exactly 0", color="#b00020", fontsize=8)
     ax.set_xlabel("layer $l$")
-    ax.set_ylabel(r"$\|W_l(T) - W_l(0)\| / \|W_l(0)\|$")
+    ax.set_ylabel(r"$\|W_l(t) - W_l(0)\| / \|W_l(0)\|$")
     ax.yaxis.set_label_coords(-0.11, 0.5)
     ax.set_xlim(0.5, DEPTH + 0.5)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
