@@ -87,16 +87,24 @@ FLOOR_RUN = $(FLOOR_PY) .ci/check-overlay $(JAX_FLOOR) jax jaxlib && \
 test-jax-floor: $(FLOOR_STAMP)
 	$(FLOOR_RUN)
 
-# Portability of the stored outputs: nbval again with XLA:CPU made to emit code for an older
-# instruction set (SSE4.2 instead of this machine's AVX-512), which rounds differently, as another
-# reader's or instructor's CPU would. A printed number that changes here is rounding noise or a
-# chaotic run and is not "stable across machines" (DESIGN 3): print a bound (vgplib.widgets.below)
-# or a statistic that holds. The environment's XLA_FLAGS replace the flags a notebook sets with
-# os.environ.setdefault, which perturbs it further. NOTEBOOKS= picks notebooks (default: all).
-PORTABLE_XLA_FLAGS ?= --xla_cpu_max_isa=SSE4_2
-NOTEBOOKS          ?= notebooks
+# Portability of the stored outputs: nbval again with XLA:CPU made to emit code for older
+# instruction sets, which round differently, as another reader's or instructor's CPU would: SSE4.2
+# (the widest change; it also changes the last bit of some jax.random.normal draws) and AVX. A printed
+# number that changes here is rounding noise or a chaotic run and is not "stable across machines"
+# (DESIGN 3): print a bound (vgplib.widgets.below), a band (widgets.within) or a statistic that holds.
+# XLA:CPU cannot compile float16 conversions without F16C (openxla/xla#6787: __truncsfhf2 missing),
+# so the float16 chapter (F16_NOTEBOOKS) is left out of the SSE4.2 pass and checked under AVX.
+# The environment's XLA_FLAGS replace those of vgplib.widgets.fast_xla_compile and of notebooks that
+# still use os.environ.setdefault. NOTEBOOKS= picks notebooks (default: all).
+NOTEBOOKS      ?= notebooks
+F16_NOTEBOOKS  := notebooks/ch14_diagnosing.ipynb
+SSE_NOTEBOOKS  := $(filter-out $(F16_NOTEBOOKS),$(NOTEBOOKS))
+NBVAL_PORTABLE := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider
 test-portable: $(STAMP)
-	XLA_FLAGS="$(PORTABLE_XLA_FLAGS)" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider $(NOTEBOOKS)
+ifneq ($(strip $(SSE_NOTEBOOKS)),)
+	XLA_FLAGS=--xla_cpu_max_isa=SSE4_2 $(NBVAL_PORTABLE) $(SSE_NOTEBOOKS) $(addprefix --ignore=,$(F16_NOTEBOOKS))
+endif
+	XLA_FLAGS=--xla_cpu_max_isa=AVX $(NBVAL_PORTABLE) $(NOTEBOOKS)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
