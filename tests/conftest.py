@@ -66,6 +66,26 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.nbval_sanitize_with = str(candidate)
 
 
+@pytest.fixture(autouse=True)
+def _xla_flags_unchanged():
+    """Fail a test that leaves ``XLA_FLAGS`` changed in this process's environment.
+
+    nbval starts each notebook's kernel with the environment of the pytest process (an xdist worker)
+    that runs it, so a leaked ``XLA_FLAGS`` changes the rounding of every later notebook on that worker,
+    and which notebooks those are depends on the scheduling (it happened: vgplib.widgets.fast_xla_compile's
+    flags, set by a test, made ch03 print 0.01 instead of 0.00 in one CI run only).
+    """
+    before = os.environ.get("XLA_FLAGS")
+    yield
+    after = os.environ.get("XLA_FLAGS")
+    if after != before:
+        if before is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = before
+        pytest.fail(f"the test left XLA_FLAGS changed: {before!r} -> {after!r} (restored)", pytrace=False)
+
+
 # --------------------------------------------------------------------------- the time budget
 
 #: Seconds of wall, of this process's CPU and of its finished children's CPU (kernels, browsers,

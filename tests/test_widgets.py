@@ -960,7 +960,9 @@ def test_within_rejects_bad_arguments(values, low, high, exc, word):
 
 
 def test_fast_xla_compile_sets_the_flags_only_when_safe(monkeypatch):
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    # fast_xla_compile writes os.environ itself, which monkeypatch does not undo: give the test its
+    # own copy of the environment, or the flags leak into this worker's later nbval kernels.
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"})
     monkeypatch.setattr(widgets.jaxlib, "__version__", "0.10.2")
     assert widgets.fast_xla_compile() is True
     assert os.environ["XLA_FLAGS"].split() == list(widgets.FAST_COMPILE_FLAGS)
