@@ -35,3 +35,32 @@ def statuses_without_compiling(panel, *settings: dict) -> list[str]:
         statuses = [panel.set(**s) for s in settings]
     assert c.count == 0, c.names
     return statuses
+
+
+def run_worked_solutions(notebook: str, namespace: dict) -> list[tuple[str, str]]:
+    """Run the code of every exercise solution of ``notebooks/<notebook>`` as the book prints it.
+
+    The code is the solution dropdown's indented block(s) (``{solution}`` cells); each block runs in a
+    fresh copy of ``namespace`` (the chapter's panel module, ``math``, ``np``, ...). Returns one
+    ``(label, printed text)`` per solution that has code, in the notebook's order.
+    """
+    import contextlib
+    import io
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / notebook).read_text())
+    runs = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for block in "".join(cell["source"]).split("```{solution}")[1:]:
+            label = block.splitlines()[0].strip()
+            body = block.split("\n```", 1)[0]
+            code = "\n".join(line[4:] for line in body.splitlines() if line.startswith("    "))
+            if code:
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    exec(code, dict(namespace))  # noqa: S102
+                runs.append((label, out.getvalue()))
+    return runs

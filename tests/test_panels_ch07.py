@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _helpers import layerwise_theory, statuses_without_compiling
+from _helpers import layerwise_theory, run_worked_solutions, statuses_without_compiling
 
 import vgplib
 from vgplib.panels import ch07
@@ -130,6 +130,34 @@ def test_exercise_checks(capsys):
     assert not ch07.check_isometry_depth(None)
     out = capsys.readouterr().out
     assert out.count("Correct") == 3 and out.count("No answer yet") == 2
+
+
+def test_exercise_expected_answers_from_the_library():
+    """The checks' answers are computed (init formulas, quadrature), and agree with the solutions' arithmetic."""
+    assert ch07.expected_glorot_variance() == pytest.approx(2 / 500, rel=1e-12)
+    assert ch07.expected_glorot_ratios() == pytest.approx((0.4, 1.6), rel=1e-12)
+    assert ch07.expected_negative_mean() == -0.25
+    assert ch07.expected_negative_mean_shift() == pytest.approx(-4.0, rel=1e-12)
+    assert ch07.expected_isometry_depth() == 10
+    # the shift measured on a sampled negative-mean layer: E[a] over 4096 units with inputs of mean 1/2
+    w = vgplib.init_layer(jax.random.PRNGKey(0), 32, 4096, "negative_mean")["W"]
+    assert float(jnp.mean(w @ jnp.full((32,), 0.5))) == pytest.approx(-4.0, abs=0.05)
+
+
+def test_worked_solutions_pass_their_checks_and_slips_do_not(capsys):
+    runs = run_worked_solutions("ch07_initialization.ipynb", {"ch07": ch07, "math": math, "np": np})
+    assert [label for label, _ in runs] == ["ch7-ex-glorot", "ch7-ex-negmean", "ch7-ex-relu"]
+    assert [out.count("Correct: ") for _, out in runs] == [2, 2, 1]
+    assert all("Not yet" not in out for _, out in runs)
+    assert not ch07.check_glorot_ratios(1.6, 0.4)          # swapped
+    assert not ch07.check_glorot_ratios(1.0, 1.0)
+    assert not ch07.check_negative_mean_shift(-0.125)      # one input's share
+    assert not ch07.check_negative_mean_shift(4.0)
+    assert not ch07.check_glorot_ratios(0.4, None) and not ch07.check_negative_mean_shift(None)
+    out = capsys.readouterr().out
+    assert out.count("Not yet: ") == 4 and out.count("No answer yet: ") == 2
+    with pytest.raises(TypeError, match="shift"):
+        ch07.check_negative_mean_shift("-4")
 
 
 def test_bad_input():

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import run_worked_solutions
 from matplotlib.figure import Figure
 
 import vgplib
@@ -133,6 +134,31 @@ def test_exercise_checks(capsys):
     with jax.enable_x64(True):  # the rank the first check expects
         a = jax.random.normal(jax.random.PRNGKey(3), (10, 1), jnp.float64)
         assert np.linalg.matrix_rank(np.asarray(vgplib.batch_norm_jacobian(a, eps=0.0)[0])) == 8
+
+
+def test_exercise_expected_answers_are_computed():
+    """The checks' answers come from autodiff / quadrature; they agree with the closed forms."""
+    assert ch08.expected_bn_rank() == 10 - 2
+    assert ch08.expected_relu_limit() == pytest.approx(math.pi / (math.pi - 1), rel=1e-9)
+    assert ch08.expected_relu_decades() == pytest.approx(25 * math.log10(math.pi / (math.pi - 1)), rel=1e-9)
+    assert ch08.expected_linear_bn_factor() == pytest.approx(8 / 7, rel=1e-12)
+
+
+def test_worked_solutions_pass_their_checks_and_slips_do_not(capsys):
+    runs = run_worked_solutions("ch08_normalization.ipynb", {"ch08": ch08, "math": math, "np": np, "jax": jax,
+                                                             "jnp": jnp, "vgplib": vgplib})
+    assert [label for label, _ in runs] == ["ch8-ex-rank", "ch8-ex-relu", "ch8-ex-linear"]
+    assert [out.count("Correct: ") for _, out in runs] == [1, 2, 1]
+    assert all("Not yet" not in out for _, out in runs)
+    assert runs[0][1].splitlines()[-1] == "8"        # the rank confirmed numerically, as the solution says
+    assert ch08.check_relu_decades(4.2)              # the rounded value of the prose
+    assert not ch08.check_relu_decades(8.3)          # the growth of ||g||^2
+    assert not ch08.check_relu_decades(4.0)
+    assert not ch08.check_relu_decades(None)
+    out = capsys.readouterr().out
+    assert out.count("Correct: ") == 1 and out.count("Not yet: ") == 2 and out.count("No answer yet: ") == 1
+    with pytest.raises(TypeError, match="decades"):
+        ch08.check_relu_decades("4.2")
 
 
 def test_bad_input():

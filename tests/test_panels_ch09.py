@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import run_worked_solutions
 
 import vgplib
 from vgplib.panels import ch09
@@ -127,6 +128,30 @@ def test_exercise_checks(capsys):
     assert ch09.check_rms_limit(math.log10(math.e)) is False
     assert ch09.check_cancelling_weight(-1.0) is True and ch09.check_cancelling_weight(1.0) is False
     assert ch09.check_gate_bias(-math.log(19)) is True and ch09.check_gate_bias(math.log(19)) is False
+
+
+def test_highway_exercise_answers_are_computed():
+    """The bias by bisection on the library's sigmoid, the layer count from the library's gates: both agree
+    with the closed forms -ln 19 and ceil(ln 10 / -ln 0.95)."""
+    assert ch09.expected_gate_bias() == pytest.approx(-math.log(19), abs=1e-9)
+    assert ch09.expected_carry_layers() == math.ceil(math.log(10) / -math.log(0.95)) == 45
+    assert ch09.expected_carry_layers(0.9, 10.0) == 22     # 0.9^22 = 0.098 < 0.1 < 0.9^21 = 0.109
+
+
+def test_worked_solutions_pass_their_checks_and_slips_do_not(capsys):
+    runs = run_worked_solutions("ch09_residual.ipynb", {"ch09": ch09, "math": math, "np": np})
+    assert [label for label, _ in runs] == ["ch9-ex-limit", "ch9-ex-cancel", "ch9-ex-gate"]
+    assert [out.count("Correct: ") for _, out in runs] == [1, 1, 2]
+    assert all("Not yet" not in out for _, out in runs)
+    assert ch09.check_carry_layers(45.0) is True            # an integral float counts
+    assert ch09.check_carry_layers(44) is False             # one short
+    assert ch09.check_carry_layers(math.log(10) / -math.log(0.95)) is False   # 44.9: not rounded up
+    assert ch09.check_carry_layers(20) is False             # 1 / 0.05: a linear loss
+    assert ch09.check_carry_layers(None) is None
+    out = capsys.readouterr().out
+    assert out.count("Correct: ") == 1 and out.count("Not yet: ") == 3 and out.count("No answer yet: ") == 1
+    with pytest.raises(TypeError, match="layers"):
+        ch09.check_carry_layers("45")
 
 
 def test_live_figure_is_pixel_identical_to_the_scrubbers_figure():

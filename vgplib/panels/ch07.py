@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 from vgplib._validate import check_name, check_positive, check_positive_int
 from vgplib.activations import activation_by_index
-from vgplib.init import init_mlp
+from vgplib.init import init_mlp, init_variance, negative_mean_value
 from vgplib.jacobians import (
     first_layers_log_singular_values,
     renormalized_step,
@@ -40,6 +40,7 @@ from vgplib.plots import freeze_decorations, new_figure
 from vgplib.theory import gaussian_expectation, length_map_and_chi
 from vgplib.widgets import (
     LivePanel,
+    answer_number,
     depth_slider,
     register_panel,
     report_answer,
@@ -370,39 +371,123 @@ def table(rows: Mapping[str, Mapping[str, float]], fmt: str = "{:>10.3g}") -> st
 # --------------------------------------------------------------------------- exercises
 
 
+#: The exercises' layers: Glorot's ``(n_in, n_out)``; the negative-mean layer's fan-in and input mean.
+GLOROT_EXERCISE_FANS = (100, 400)
+NEGATIVE_MEAN_EXERCISE_FAN_IN = 32
+NEGATIVE_MEAN_EXERCISE_INPUT_MEAN = 0.5
+
+
+def expected_glorot_variance() -> float:
+    """``Var(W)`` of Glorot's normal init for the exercise's layer, from :func:`vgplib.init_variance`."""
+    return init_variance("glorot_normal", *GLOROT_EXERCISE_FANS)
+
+
+def expected_glorot_ratios() -> tuple[float, float]:
+    """``(n_in Var(W), n_out Var(W))``: the factors by which the exercise's Glorot layer multiplies the
+    forward and the backward variance (linear regime), ``Var(W)`` from :func:`vgplib.init_variance`."""
+    var = init_variance("glorot_normal", *GLOROT_EXERCISE_FANS)
+    fan_in, fan_out = GLOROT_EXERCISE_FANS
+    return fan_in * var, fan_out * var
+
+
+def expected_negative_mean() -> float:
+    """The weight mean of the negative-mean init at the exercise's fan-in (:func:`vgplib.negative_mean_value`)."""
+    return negative_mean_value(NEGATIVE_MEAN_EXERCISE_FAN_IN)
+
+
+def expected_negative_mean_shift() -> float:
+    """``E[a] = sum_i E[W_i] E[x_i]``: the mean of the pre-activation of the exercise's negative-mean layer
+    (32 inputs of mean 1/2, independent of the weights), ``E[W_i]`` from :func:`vgplib.negative_mean_value`."""
+    n = NEGATIVE_MEAN_EXERCISE_FAN_IN
+    weight_means = np.full(n, negative_mean_value(n))
+    input_means = np.full(n, NEGATIVE_MEAN_EXERCISE_INPUT_MEAN)
+    return float(weight_means @ input_means)
+
+
+def expected_isometry_depth(spread: float = 10.0) -> int:
+    """The depth ``L`` at which :func:`spectrum_variance_theory` for ReLU with orthogonal weights reaches
+    ``spread`` (``L v = spread`` with ``v`` from the quadrature moments of ``phi'``: ``round(spread / v)``)."""
+    v = float(spectrum_variance_theory("relu", 1.0, math.sqrt(2.0), "orthogonal", 1))
+    return round(spread / v)
+
+
 def check_glorot_variance(var) -> bool:
-    """Self-check: ``Var(W)`` of Glorot's normal init for a layer with 100 inputs and 400 outputs."""
+    """Self-check: ``Var(W)`` of Glorot's normal init for a layer with 100 inputs and 400 outputs
+    (:func:`expected_glorot_variance`, rtol 1e-3)."""
     if unanswered("set var to your number and run the cell again.", var):
         return False
-    var = float(var)
-    if math.isclose(var, 2.0 / 500, rel_tol=1e-3):
-        return report_answer(True, "Var(W) = 2 / (n_in + n_out) = 0.004: forward ratio 0.4, backward 1.6", "")
-    if math.isclose(var, 1.0 / 100, rel_tol=1e-3):
+    var = answer_number("var", var)
+    ref = expected_glorot_variance()
+    forward, backward = expected_glorot_ratios()
+    fan_in, fan_out = GLOROT_EXERCISE_FANS
+    if math.isclose(var, ref, rel_tol=1e-3):
+        return report_answer(True, f"Var(W) = 2 / (n_in + n_out) = {ref:g}: forward ratio {forward:g}, "
+                             f"backward {backward:g}", "")
+    if math.isclose(var, 1.0 / fan_in, rel_tol=1e-3):
         return report_answer(False, "", "that is LeCun's 1/n_in (forward only); Glorot averages n_in and n_out.")
-    if math.isclose(var, 1.0 / 400, rel_tol=1e-3):
+    if math.isclose(var, 1.0 / fan_out, rel_tol=1e-3):
         return report_answer(False, "", "that keeps only the backward pass (1/n_out); Glorot averages the two.")
     return report_answer(False, "", "solve Var(W) (n_in + n_out) / 2 = 1.")
 
 
+def check_glorot_ratios(forward, backward) -> bool:
+    """Self-check: the forward and backward variance ratios ``n_in Var(W)`` and ``n_out Var(W)`` of the
+    same Glorot layer (:func:`expected_glorot_ratios`, rtol 1e-3 each)."""
+    if unanswered("set forward and backward to your numbers and run the cell again.", forward, backward):
+        return False
+    got = (answer_number("forward", forward), answer_number("backward", backward))
+    ref = expected_glorot_ratios()
+    if all(math.isclose(g, r, rel_tol=1e-3) for g, r in zip(got, ref)):
+        return report_answer(True, f"forward n_in Var(W) = {ref[0]:g}, backward n_out Var(W) = {ref[1]:g}: "
+                             "neither is 1 when n_in != n_out", "")
+    if all(math.isclose(g, r, rel_tol=1e-3) for g, r in zip(got, ref[::-1])):
+        return report_answer(False, "", "swapped: the forward pass sums over the n_in inputs, the backward pass "
+                             "over the n_out units.")
+    return report_answer(False, "", "a linear layer multiplies the forward variance by n_in Var(W) and the "
+                         "backward variance by n_out Var(W).")
+
+
 def check_negative_mean(mu) -> bool:
-    """Self-check: the weight mean ``mu`` of the negative-mean init for a layer with 32 inputs."""
+    """Self-check: the weight mean ``mu`` of the negative-mean init for a layer with 32 inputs
+    (:func:`expected_negative_mean`, rtol 1e-6)."""
     if unanswered("set mu to your number and run the cell again.", mu):
         return False
-    mu = float(mu)
-    if math.isclose(mu, -0.25, rel_tol=1e-6):
-        return report_answer(True, "mu = max(-1, -8/32) = -0.25: the 32 inputs' mean of ~1/2 shifts a_l by about -4", "")
+    mu = answer_number("mu", mu)
+    ref = expected_negative_mean()
+    if math.isclose(mu, ref, rel_tol=1e-6):
+        return report_answer(True, f"mu = max(-1, -8/32) = {ref:g}: the 32 inputs' mean of ~1/2 shifts a_l by "
+                             f"about {expected_negative_mean_shift():g}", "")
     if mu > 0:
         return report_answer(False, "", "the mean is negative: it must offset the sigmoid's positive outputs.")
     return report_answer(False, "", "use mu = max(-1, -8 / fan_in).")
 
 
+def check_negative_mean_shift(shift) -> bool:
+    """Self-check: the mean shift ``E[a] = n mu E[x]`` of that layer's pre-activation when its 32 inputs
+    have mean 1/2 (:func:`expected_negative_mean_shift`, rtol 1e-2)."""
+    if unanswered("set shift to your number and run the cell again.", shift):
+        return False
+    shift = answer_number("shift", shift)
+    ref = expected_negative_mean_shift()
+    if math.isclose(shift, ref, rel_tol=1e-2):
+        return report_answer(True, f"E[a] = 32 x mu x 1/2 = {ref:g}: n mu = -8 for every fan-in of 8 or more, "
+                             "so the shift does not depend on the width", "")
+    if math.isclose(shift, ref / NEGATIVE_MEAN_EXERCISE_FAN_IN, rel_tol=1e-2):
+        return report_answer(False, "", "that is one input's contribution; a_l sums over all 32 inputs.")
+    if math.isclose(shift, -ref, rel_tol=1e-2):
+        return report_answer(False, "", "the sign: the weights' mean is negative, the inputs' mean positive.")
+    return report_answer(False, "", "E[a] = sum_i E[W_i] E[x_i] = n mu E[x] for weights independent of the inputs.")
+
+
 def check_isometry_depth(depth) -> bool:
     """Self-check: the depth at which the free-probability normalized variance ``L v`` of ``s^2``
-    reaches 10 for a ReLU network with orthogonal weights (``v = mu_2/mu_1^2 - 1 = 1`` per layer)."""
+    reaches 10 for a ReLU network with orthogonal weights (``v = mu_2/mu_1^2 - 1 = 1`` per layer;
+    :func:`expected_isometry_depth`)."""
     if unanswered("set depth to your integer and run the cell again.", depth):
         return False
-    if int(depth) == 10:
-        return report_answer(True, "L v = L = 10: for ReLU phi'^2 is 0 or 1, mu_1 = mu_2 = 1/2, v = 1 per layer", "")
-    if int(depth) == 5:
+    ref = expected_isometry_depth()
+    if int(depth) == ref:
+        return report_answer(True, f"L v = L = {ref}: for ReLU phi'^2 is 0 or 1, mu_1 = mu_2 = 1/2, v = 1 per layer", "")
+    if int(depth) == round(ref / 2):
         return report_answer(False, "", "orthogonal W adds v_W = 0, not 1 (that is Gaussian W).")
     return report_answer(False, "", "for ReLU phi'^2 is 0 or 1 with probability 1/2: mu_1 = mu_2 = 1/2, so v = 1.")

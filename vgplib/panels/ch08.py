@@ -30,6 +30,7 @@ from vgplib._validate import check_name, check_positive_int
 from vgplib.normalization import (
     NORM_INDEX,
     masked_gradient_log_norms,
+    normalize,
     normalized_gradient_growth,
 )
 from vgplib.plots import freeze_decorations, new_figure, plain_log_yaxis
@@ -37,6 +38,7 @@ from vgplib.theory import chi1
 from vgplib.training import scanned_mlp_loss_fn
 from vgplib.widgets import (
     LivePanel,
+    answer_number,
     depth_slider,
     register_panel,
     report_answer,
@@ -396,16 +398,52 @@ def training_figure(steps, losses: Mapping[str, np.ndarray], changes: Mapping[st
 # --------------------------------------------------------------------------- exercises
 
 
+#: The exercises' settings: the batch of the rank question and of the linear network, the ReLU depth.
+RANK_EXERCISE_BATCH = 10
+LINEAR_EXERCISE_BATCH = 10
+RELU_EXERCISE_DEPTH = 50
+
+
+@functools.cache
+def expected_bn_rank() -> int:
+    """The numerical rank of one unit's ``B x B`` BatchNorm Jacobian at ``B = 10``, ``eps = 0``: ``jax.jacfwd``
+    of :func:`vgplib.normalize` (autodiff of the forward map, not the closed form) at a float64 batch in
+    general position, by ``np.linalg.matrix_rank``."""
+    with jax.enable_x64(True):
+        a = jax.random.normal(jax.random.PRNGKey(3), (RANK_EXERCISE_BATCH,), jnp.float64)
+        J = jax.jacfwd(lambda v: normalize(v[:, None], "batch", eps=0.0)[:, 0])(a)
+        return int(np.linalg.matrix_rank(np.asarray(J)))
+
+
+def expected_relu_limit() -> float:
+    """``lambda_infinity`` of BatchNorm-ReLU, ``E[phi'^2] / Var(phi)`` by :func:`vgplib.normalized_gradient_growth`'s
+    quadrature."""
+    return normalized_gradient_growth("relu", "batch")
+
+
+def expected_relu_decades() -> float:
+    """Decades by which ``||g||`` grows over 50 BatchNorm-ReLU layers in the large-batch limit:
+    ``log10(lambda_infinity^(50/2))`` (``lambda`` multiplies ``||g||^2``)."""
+    return RELU_EXERCISE_DEPTH / 2 * math.log10(expected_relu_limit())
+
+
+def expected_linear_bn_factor() -> float:
+    """The per-layer factor of ``E ||g||^2`` of a linear BatchNorm network at ``B = 10``
+    (:func:`vgplib.normalized_gradient_growth` with the finite-batch correction)."""
+    return normalized_gradient_growth("linear", "batch", LINEAR_EXERCISE_BATCH)
+
+
 def check_bn_rank(rank) -> bool:
     """Self-check: the rank of one unit's BatchNorm Jacobian block ``(B x B)`` for ``B = 10``
-    examples in general position and ``eps = 0`` (``B - 2 = 8``)."""
+    examples in general position and ``eps = 0`` (``B - 2 = 8``; :func:`expected_bn_rank`)."""
     if unanswered("set rank to your integer and run the cell again.", rank):
         return False
     rank = int(rank)
-    if rank == 8:
-        return report_answer(True, "rank B - 2 = 8: the batch mean and the direction of the centered batch "
+    ref = expected_bn_rank()
+    if rank == ref:
+        return report_answer(True, f"rank B - 2 = {ref}: the batch mean and the direction of the centered batch "
                              "vector are projected out", "")
-    if rank == 9:
+    if rank == ref + 1:
         return report_answer(False, "", "the mean is not the only direction removed: rescaling the whole centered "
                              "vector does not change its normalized value either.")
     return report_answer(False, "", "N(a) does not change when a constant is added to every example, nor when the "
@@ -414,26 +452,43 @@ def check_bn_rank(rank) -> bool:
 
 def check_relu_limit(factor) -> bool:
     """Self-check: the large-batch factor per layer of ``E ||g_l||^2`` in a BatchNorm-ReLU network,
-    ``pi / (pi - 1)``, to 1e-3 relative."""
+    ``pi / (pi - 1)``, to 1e-3 relative (:func:`expected_relu_limit`)."""
     if unanswered("set factor to your number and run the cell again.", factor):
         return False
-    target = math.pi / (math.pi - 1.0)
+    target = expected_relu_limit()
     if math.isclose(float(factor), target, rel_tol=1e-3):
         return report_answer(True, f"E[relu'^2] / Var(relu(z)) = (1/2) / (1/2 - 1/(2 pi)) = {target:.4f}", "")
-    if math.isclose(float(factor), 1.0, rel_tol=1e-3):
+    if math.isclose(float(factor), normalized_gradient_growth("relu", "layer"), rel_tol=1e-3):
         return report_answer(False, "", "1 is the LayerNorm answer (second moment); BatchNorm divides by the "
                              "VARIANCE over the batch, and ReLU outputs have mean 1/sqrt(2 pi).")
     return report_answer(False, "", "compute E[phi'(z)^2] and Var(phi(z)) for z ~ N(0, 1) and phi = ReLU.")
 
 
+def check_relu_decades(decades) -> bool:
+    """Self-check: by how many decades ``||g||`` grows over 50 BatchNorm-ReLU layers in the large-batch
+    limit (:func:`expected_relu_decades`, 4.16; answers within 0.05 decades, so the rounded 4.2 too)."""
+    if unanswered("set decades to your number and run the cell again.", decades):
+        return False
+    decades = answer_number("decades", decades)
+    ref = expected_relu_decades()
+    if abs(decades - ref) <= 0.05:
+        return report_answer(True, f"||g|| grows by lambda^(50/2) = 10^{ref:.2f}: about four decades over 50 layers", "")
+    if abs(decades - 2.0 * ref) <= 0.1:
+        return report_answer(False, "", "that is the growth of ||g||^2; lambda multiplies the SQUARED norm, so "
+                             "||g|| grows by lambda^(1/2) per layer.")
+    return report_answer(False, "", "||g||^2 grows by lambda per layer: take log10 of lambda^(L/2).")
+
+
 def check_linear_bn_factor(factor) -> bool:
-    """Self-check: the per-layer factor of a linear BatchNorm network with ``B = 10``: ``(B-2)/(B-3) = 8/7``."""
+    """Self-check: the per-layer factor of a linear BatchNorm network with ``B = 10``: ``(B-2)/(B-3) = 8/7``
+    (:func:`expected_linear_bn_factor`)."""
     if unanswered("set factor to your number and run the cell again.", factor):
         return False
-    if math.isclose(float(factor), 8 / 7, rel_tol=1e-3):
-        return report_answer(True, "(B - 2)/(B - 3) = 8/7 = 1.143: a linear BatchNorm network still explodes, "
-                             "by 14 % per layer at B = 10", "")
-    if math.isclose(float(factor), 1.0, rel_tol=1e-3):
+    ref = expected_linear_bn_factor()
+    if math.isclose(float(factor), ref, rel_tol=1e-3):
+        return report_answer(True, f"(B - 2)/(B - 3) = 8/7 = {ref:.3f}: a linear BatchNorm network still explodes, "
+                             f"by {100 * (ref - 1):.0f} % per layer at B = 10", "")
+    if math.isclose(float(factor), normalized_gradient_growth("linear", "batch"), rel_tol=1e-3):
         return report_answer(False, "", "1 is the large-batch limit; at B = 10 the variance estimate has only "
                              "B - 1 degrees of freedom and E[1/s^2] > 1/E[s^2].")
     return report_answer(False, "", "use the finite-batch correction (B - 2)/(B - 3) of the chapter.")

@@ -43,6 +43,7 @@ from vgplib.plots import new_figure
 from vgplib.theory import length_map_and_chi
 from vgplib.widgets import (
     LivePanel,
+    answer_number,
     depth_slider,
     register_panel,
     report_answer,
@@ -522,15 +523,73 @@ def check_cancelling_weight(w) -> bool | None:
     return report_answer(False, "", f"with this w the derivative at 0 is {grad:.3g}; solve 1 + w tanh'(0) = 0.")
 
 
+#: The highway exercise: the carry gate wanted at the start, and the shrink factor of the carry path.
+CARRY_EXERCISE_GATE = 0.95
+CARRY_EXERCISE_FACTOR = 10.0
+
+
+@functools.cache
+def expected_gate_bias(carry: float = CARRY_EXERCISE_GATE) -> float:
+    """The transform-gate bias ``b_T`` with ``1 - sigmoid(b_T) = carry``, found by bisection on the
+    library's sigmoid in float64 (not the closed form ``-ln(carry / (1 - carry))``)."""
+    sigmoid = get_activation("sigmoid").fn
+    lo, hi = -40.0, 40.0
+    with jax.enable_x64(True):
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if 1.0 - float(sigmoid(jnp.float64(mid))) > carry:
+                lo = mid
+            else:
+                hi = mid
+    return 0.5 * (lo + hi)
+
+
+@functools.cache
+def expected_carry_layers(carry: float = CARRY_EXERCISE_GATE, factor: float = CARRY_EXERCISE_FACTOR) -> int:
+    """The number of highway layers after which the carry path has shrunk by ``factor``: the library's
+    gates (:func:`vgplib.highway.highway_forward` at ``h_0 = 0``, where ``W_T h = 0``, every layer's
+    ``b_T`` from :func:`expected_gate_bias`) multiplied layer by layer in float64 until the product of the
+    carry gates ``1 - T_l`` falls below ``1 / factor``."""
+    depth = 400
+    params = init_highway(jax.random.PRNGKey(0), 4, depth, gate_bias=expected_gate_bias(carry))
+    trace = highway_forward(params, jnp.zeros(4), "tanh", return_all=True)
+    carries = 1.0 - np.stack([np.asarray(g, np.float64) for g in trace.gate])[:, 0]
+    below = np.cumprod(carries) < 1.0 / factor
+    if not below.any():
+        raise ValueError(f"the carry path does not shrink by {factor:g} within {depth} layers")
+    return int(np.argmax(below)) + 1
+
+
 def check_gate_bias(b) -> bool | None:
     """Self-check: the transform-gate bias ``b_T`` that makes the carry gate ``1 - sigmoid(b_T)`` equal
-    0.95 when the gate's weighted input is 0: ``b_T = -ln 19 = -2.944``."""
+    0.95 when the gate's weighted input is 0: ``b_T = -ln 19 = -2.944`` (:func:`expected_gate_bias`)."""
     if unanswered("set b to your number and run the cell again.", b):
         return None
     b = float(b)
-    ref = -math.log(19.0)
+    ref = expected_gate_bias()
     if math.isclose(b, ref, rel_tol=1e-3):
         return report_answer(True, f"b_T = -ln 19 = {ref:.3f}: the layer carries 95 % of its input at the start", "")
     if math.isclose(b, -ref, rel_tol=1e-3):
         return report_answer(False, "", "that opens the TRANSFORM gate to 0.95; the carry gate is 1 - T.")
     return report_answer(False, "", "solve 1 - 1 / (1 + e^(-b)) = 0.95 for b.")
+
+
+def check_carry_layers(layers) -> bool | None:
+    """Self-check: the number of layers with carry gate 0.95 after which the carry path has shrunk by a
+    factor of 10, the smallest ``L`` with ``0.95^L < 1/10`` (:func:`expected_carry_layers`; a whole number)."""
+    if unanswered("set layers to your integer and run the cell again.", layers):
+        return None
+    value = answer_number("layers", layers)
+    ref = expected_carry_layers()
+    if value == ref:
+        return report_answer(True, f"0.95^{ref} = {CARRY_EXERCISE_GATE**ref:.4f} < 1/10 <= 0.95^{ref - 1}: "
+                             f"the carry path alone loses a decade every {ref} layers", "")
+    if value == ref - 1:
+        return report_answer(False, "", f"one short: 0.95^{ref - 1} is still above 1/10.")
+    if math.isclose(value, math.log(CARRY_EXERCISE_FACTOR) / -math.log(CARRY_EXERCISE_GATE), rel_tol=1e-3):
+        return report_answer(False, "", "the layer count is a whole number: round ln 10 / -ln 0.95 up.")
+    if value == round(1.0 / (1.0 - CARRY_EXERCISE_GATE)):
+        return report_answer(False, "", "the carry path shrinks by a FACTOR 0.95 per layer, not by 0.05 per layer: "
+                             "solve 0.95^L < 1/10.")
+    return report_answer(False, "", "the carry path is multiplied by 0.95 per layer: solve 0.95^L < 1/10 for the "
+                         "smallest whole L.")
