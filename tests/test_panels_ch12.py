@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _helpers import statuses_without_compiling
+from _helpers import run_worked_solutions, statuses_without_compiling
 from PIL import Image
 
 from vgplib.panels import ch12
@@ -149,3 +149,28 @@ def test_checkers(capsys):
     assert ch12.check_es_cosine(0.5) is False
     out = capsys.readouterr().out
     assert out.count("No answer yet") == 2 and out.count("Correct") == 3
+
+
+def test_es_cost_and_population_checks(capsys):
+    # the cost: 6,400 evaluations / 3 per gradient; the population: cos^2 = M / (M + d - 1) = 1/4 at d = 1000,
+    # checked against the chapter's own cosine formula (check_es_cosine's reference) at M = 333 and 332
+    assert ch12.check_es_gradient_steps(6400 / 3) and ch12.check_es_gradient_steps(2100)
+    assert not ch12.check_es_gradient_steps(19200) and not ch12.check_es_gradient_steps(6400)
+    assert math.sqrt(333 / (333 + 999)) >= 0.5 > math.sqrt(332 / (332 + 999))
+    assert ch12.check_es_population(666)
+    assert not ch12.check_es_population(333) and not ch12.check_es_population(664)
+    assert not ch12.check_es_gradient_steps(None) and not ch12.check_es_population(None)
+    out = capsys.readouterr().out
+    assert out.count("Correct: ") == 3 and out.count("Not yet: ") == 4 and out.count("No answer yet") == 2
+    assert "divide, do not multiply" in out and "number of pairs M" in out
+    with pytest.raises(TypeError, match="steps"):
+        ch12.check_es_gradient_steps("2100")
+    with pytest.raises(TypeError, match="population"):
+        ch12.check_es_population(True)
+
+
+def test_worked_solutions_pass_their_checks():
+    runs = run_worked_solutions("ch12_optimizers.ipynb", {"ch12": ch12, "math": math, "np": np})
+    assert [label for label, _ in runs] == ["ch12-ex-flush", "ch12-ex-evals", "ch12-ex-cosine"]
+    assert [out.count("Correct: ") for _, out in runs] == [1, 2, 2]
+    assert all("Not yet" not in out for _, out in runs)

@@ -32,6 +32,7 @@ from vgplib.plots import FLOAT32_TINY, freeze_decorations, new_figure, plain_log
 from vgplib.training import mlp_loss_fn
 from vgplib.widgets import (
     LivePanel,
+    answer_number,
     register_panel,
     report_answer,
     scrubber,
@@ -433,6 +434,39 @@ def check_es_evaluations(answer) -> bool:
     if float(answer) == 64 * 100:
         return report_answer(True, "64 x 100 = 6,400 evaluations of the loss", "")
     return report_answer(False, "", "each generation evaluates every member of the population once.")
+
+
+#: The evaluation exercise's setting: OpenES population, generations, and evaluations per gradient.
+ES_POPULATION, ES_GENERATIONS, EVALS_PER_GRADIENT = 64, 100, 3
+
+
+def check_es_gradient_steps(steps) -> bool:
+    """Self-check: how many full-batch gradient steps cost as much as the ES run, if one gradient costs
+    :data:`EVALS_PER_GRADIENT` loss evaluations: ``64 x 100 / 3``, about 2,100 (rtol 2 %)."""
+    if unanswered("set steps to your number and run the cell again.", steps):
+        return False
+    steps = answer_number("steps", steps)
+    ref = ES_POPULATION * ES_GENERATIONS / EVALS_PER_GRADIENT
+    if math.isclose(steps, ref, rel_tol=2e-2):
+        return report_answer(True, f"{ES_POPULATION * ES_GENERATIONS:,} / {EVALS_PER_GRADIENT} = {ref:,.0f} gradient "
+                             "steps, twenty times the 100 that Adam took", "")
+    if math.isclose(steps, ES_POPULATION * ES_GENERATIONS * EVALS_PER_GRADIENT, rel_tol=2e-2):
+        return report_answer(False, "", "divide, do not multiply: one gradient step uses up three evaluations.")
+    return report_answer(False, "", "divide the run's evaluations by the evaluations one gradient costs.")
+
+
+def check_es_population(population) -> bool:
+    """Self-check: the OpenES population (two members per antithetic pair) for a cosine of 0.5 with
+    ``d = 1000`` parameters: ``M / (M + d - 1) = 1/4`` gives ``M = (d - 1) / 3 = 333`` pairs, 666 members."""
+    if unanswered("set population to your integer and run the cell again.", population):
+        return False
+    population = answer_number("population", population)
+    pairs = math.ceil((1000 - 1) * 0.5**2 / (1 - 0.5**2))
+    if population == 2 * pairs:
+        return report_answer(True, f"M = 999 / 3 = {pairs} antithetic pairs, a population of {2 * pairs}", "")
+    if population == pairs:
+        return report_answer(False, "", f"{pairs} is the number of pairs M; each pair is two members (+eps, -eps).")
+    return report_answer(False, "", "solve M / (M + 999) = 1/4 for the number of pairs M, then count two members per pair.")
 
 
 def check_es_cosine(answer) -> bool:
