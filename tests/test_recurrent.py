@@ -840,3 +840,22 @@ def test_diagonal_bad_input():
         vgplib.init_diagonal(jax.random.PRNGKey(0), 2, 3, r_min=0.9, r_max=1.0)
     with pytest.raises(ValueError, match="delta"):
         vgplib.init_diagonal(jax.random.PRNGKey(0), 2, 3, delta=0.0)
+
+
+def test_diagonal_bptt_contributions_closed_form_and_sum(diag_setup):
+    """For h_t = a_t * h_{t-1} + Delta_t * (U x_t + b), the b-term of step t is
+    g * prod_{s > t} a_s * Delta_t (elementwise): computed here in NumPy from the cell's equations."""
+    params, xs, s0 = diag_setup
+    with jax.enable_x64(True):
+        x = np.asarray(xs[0])
+        g = np.linspace(-1.0, 1.0, N)
+        contrib = vgplib.bptt_contributions(params, xs[0], s0, grad_output=jnp.asarray(g), cell="diagonal")
+        p = {k: np.asarray(v) for k, v in params.items()}
+        delta = _np_softplus(x @ p["Wd"].T + p["bd"])                  # (T, N)
+        a = np.exp(-delta * np.exp(p["nu"]))
+        later = np.concatenate([np.cumprod(a[::-1], axis=0)[::-1][1:], np.ones((1, N))])  # prod_{s > t} a_s
+        np.testing.assert_allclose(np.asarray(contrib["b"]), g * later * delta, rtol=1e-12, atol=1e-15)
+        assert set(contrib) == set(params) and contrib["U"].shape == (T,) + params["U"].shape
+        full = jax.grad(lambda q: jnp.sum(jnp.asarray(g) * vgplib.unroll(q, xs[0], s0, cell="diagonal")[-1]))(params)
+        for key in params:
+            np.testing.assert_allclose(np.asarray(contrib[key]).sum(0), np.asarray(full[key]), rtol=1e-10, atol=1e-13)

@@ -521,8 +521,10 @@ def bptt_contributions(
     be traceable by JAX; pass the same function object on every call, since each new function
     compiles anew) or ``grad_output = dE/dh_T`` of the
     shape of ``h_T`` (the loss ``sum(grad_output * h_T)``). Returns a dict with the keys of
-    ``params``, each with a leading time axis: ``{"W": (T, k n, n), "U": (T, k n, d), "b": (T, k n)}``;
-    entry ``t - 1`` is the contribution of step ``t``. For a batch the terms are of the batch loss.
+    ``params``, each with a leading time axis: ``{"W": (T, k n, n), "U": (T, k n, d), "b": (T, k n)}``
+    (``cell="diagonal"``: ``"nu", "U", "b", "Wd", "bd"``, where the ``b`` term of step ``t`` is
+    ``dE/dh_T * prod_{s > t} a_s * Delta_t``); entry ``t - 1`` is the contribution of step ``t``. For a
+    batch the terms are of the batch loss.
     """
     act = get_activation(activation)
     xs, s0, n = _check_inputs(params, xs, h0, cell)
