@@ -1,5 +1,7 @@
 """Chapter 14's panel module: flushed fractions against an explicit float16 backward pass, the panel, figures, exercise."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,7 @@ from _helpers import statuses_without_compiling
 import vgplib
 from vgplib.panels import ch14
 from vgplib.plots import MIN_TEXT_PX, min_text_px
+from vgplib.precision import flush_threshold
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +78,95 @@ def test_check_safe_scale(capsys):
     assert capsys.readouterr().out.startswith("Not yet")
     with pytest.raises(TypeError, match="scale"):
         ch14.check_safe_scale("32")
+
+
+# --------------------------------------------------------------------------- flush theory against measurement
+
+SCALES = list(range(21))
+
+
+def test_float16_flushes_at_and_below_half_the_smallest_subnormal():
+    thr = flush_threshold(jnp.float16)
+    assert thr == 2.0**-25 == float(jnp.finfo(jnp.float16).smallest_subnormal) / 2
+    above = np.nextafter(np.float32(thr), np.float32(1))  # the next float32 above 2^-25
+    cast = lambda v: float(jnp.asarray(v, jnp.float32).astype(jnp.float16))
+    assert cast(thr) == 0.0 and cast(-thr) == 0.0  # the tie rounds to even: 0
+    assert cast(above) == 2.0**-24 and cast(np.nextafter(np.float32(thr), np.float32(0))) == 0.0
+
+
+def _exact_signals(data):
+    """Independent path: per-example signals delta_{l,b} = dE/da_{l,b} and activations from jax.grad in float64."""
+    params, x, y, _ = data
+    with jax.enable_x64(True):
+        p = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), params)
+        x64 = jnp.asarray(np.asarray(x, np.float64))
+
+        def loss(eps):  # eps_l added to every pre-activation: dE/deps_l = delta_l, one row per example
+            h, hs = x64, [x64]
+            for layer, e in zip(p, eps):
+                a = h @ layer["W"].T + layer["b"] + e
+                h = jax.nn.sigmoid(a)
+                hs.append(h)
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(a), jnp.asarray(y)[:, None], axis=1)), hs[:-1]
+
+        eps = [jnp.zeros((x.shape[0], layer["W"].shape[0])) for layer in p]
+        deltas, hs = jax.grad(loss, has_aux=True)(eps)
+        return [np.asarray(d) for d in deltas], [np.asarray(h) for h in hs]
+
+
+def _weight_and_bias(grads):
+    """``(n, m + 1)`` arrays: a layer's weight gradient with its bias gradient as the last column."""
+    return [np.concatenate([np.asarray(g["W"]), np.asarray(g["b"])[:, None]], axis=1) for g in grads]
+
+
+def test_flush_theory_equals_a_float16_cast_of_the_exact_gradient(data):
+    deltas, hs = _exact_signals(data)
+    g32 = data[3]
+    hs = [np.concatenate([h, np.ones((len(h), 1))], axis=1) for h in hs]  # the bias: an input of 1
+    grads = [d.T @ h for d, h in zip(deltas, hs)]
+    # the float64 gradient is jax.grad's float32 gradient to float32 precision
+    for g, ref in zip(grads, _weight_and_bias(g32)):
+        np.testing.assert_allclose(g, ref, rtol=2e-4, atol=1e-9)
+    nonzero = sum(int(np.sum(r != 0)) for r in _weight_and_bias(g32))
+    assert nonzero == sum(int(np.sum(g != 0)) for g in grads)
+    theory = ch14.flush_theory(data, SCALES)
+    for i, k in enumerate(SCALES):
+        s = 2.0**k
+        with np.errstate(over="ignore"):  # S = 2^19, 2^20: the largest entries overflow to inf
+            cast = sum(int(np.sum((g != 0) & ((s * g).astype(np.float16) == 0))) for g in grads)
+            rounded = [(s * d).astype(np.float16).astype(np.float64) for d in deltas]
+            summed = sum(int(np.sum((g != 0) & ((r.T @ h).astype(np.float16) == 0)))
+                         for g, r, h in zip(grads, rounded, hs))
+        assert round(theory["cast"][i] * nonzero) == cast, k
+        assert round(theory["per_example"][i] * nonzero) == summed, k
+    assert theory["cast"][0] > 0 and theory["per_example"][0] > 3 * theory["cast"][0]
+    largest = max(np.abs(g).max() for g in grads)
+    assert np.isclose(theory["overflow_log2_scale"], np.log2(65504.0 / largest), rtol=1e-9)
+
+
+def test_flush_theory_against_the_float16_measurement(data):
+    theory = ch14.flush_theory(data, SCALES)
+    measured = [ch14.flushed_by_scale(data, k) for k in SCALES]
+    total = np.array([m[1] for m in measured])
+    finite = np.array([m[2] for m in measured])
+    # overflow: the first power of two above 65504 / max|G| is the first non-finite measurement
+    assert np.flatnonzero(~finite)[0] == math.ceil(theory["overflow_log2_scale"])
+    pred = theory["per_example"]
+    # at S = 1 the per-example model is within 5 % of the measurement, the cast of the batch gradient 3x below
+    assert abs(pred[0] / total[0] - 1) < 0.05 and total[0] > 3 * theory["cast"][0]
+    # from S = 2^3 on, within 10 % wherever anything is flushed; nothing flushed from S = 2^12 on, in both
+    on = slice(3, 12)
+    assert np.all(total[on] > 0) and np.all(np.abs(pred[on] / total[on] - 1) < 0.1), pred[on] / total[on]
+    assert np.all(total[12:][finite[12:]] == 0) and np.all(pred[12:] == 0)
+
+
+def test_flush_theory_validates_its_arguments(data):
+    with pytest.raises(ValueError, match="log2_scales"):
+        ch14.flush_theory(data, [])
+    with pytest.raises(ValueError, match="log2_scales"):
+        ch14.flush_theory(data, [0, float("nan")])
+    theory = ch14.flush_theory(data, [0, 1])
+    with pytest.raises(ValueError, match="measured"):
+        ch14.flush_theory_figure([0, 1], [0.1], [True, True], theory)
+    fig = ch14.flush_theory_figure([0, 1], [0.2, 0.1], [True, False], theory)
+    assert min_text_px(fig) >= MIN_TEXT_PX

@@ -158,6 +158,97 @@ def flush_scrubber(values: Sequence[int] = (0, 2, 4, 6, 8, 10, 12, 14, 15, 16, 1
     return scrubber(make_flush_figure, "log2_scale", values=[int(v) for v in values], alt=alt, dpi=dpi)
 
 
+# --------------------------------------------------------------------------- theory against measurement
+
+
+def _scales(log2_scales) -> np.ndarray:
+    k = np.asarray(log2_scales, dtype=np.float64) if not isinstance(log2_scales, str) else None
+    if k is None or k.ndim != 1 or k.size == 0 or not np.all(np.isfinite(k)):
+        raise ValueError(f"log2_scales must be a non-empty 1-D sequence of finite numbers; got {log2_scales!r}")
+    return k
+
+
+def flush_theory(data, log2_scales: Sequence[float]) -> dict[str, np.ndarray]:
+    """Predicted fraction of weight-gradient entries that float16 flushes at each ``S = 2^k``, in NumPy float64.
+
+    Independent of the float16 computation: the float32 network's forward pass and backward
+    recursion ``delta_L = (softmax - onehot) / B``, ``delta_l = (delta_{l+1} W_{l+1}) * s_l (1 - s_l)``
+    are redone in float64, per example. Two predictions of the entry ``G_l[i, j] = sum_b delta_{l,b,i} h_{l-1,b,j}``:
+
+    - ``"cast"``: flushed iff ``|S G_l[i, j]| <= 2^-25`` (the exact batch gradient cast to float16);
+    - ``"per_example"``: the per-example signals ``S delta_{l,b,i}`` are float16 numbers: each is
+      rounded to float16 (those at or below ``2^-25`` become 0, subnormals keep few bits), the batch
+      sum of what is left is formed exactly and the entry is flushed iff that sum is at or below
+      ``2^-25``. The rounding of the earlier layers' signals in the recursion is left out.
+
+    The bias's gradient ``sum_b delta_{l,b,i}`` is predicted the same way. Returns both as arrays over
+    ``log2_scales``, counted over every weight and bias entry as :func:`flushed_by_scale`'s overall
+    fraction is (the fraction of the entries nonzero in float64), plus ``"overflow_log2_scale"``:
+    ``log2(65504 / max |G|)``, the scale above which the largest scaled entry leaves float16's range.
+    """
+    ks = _scales(log2_scales)
+    params, x, y, _ = data
+    ws = [np.asarray(layer["W"], np.float64) for layer in params]
+    bs = [np.asarray(layer["b"], np.float64) for layer in params]
+    hs = [np.asarray(x, np.float64)]
+    for w, b in zip(ws[:-1], bs[:-1]):
+        hs.append(1.0 / (1.0 + np.exp(-(hs[-1] @ w.T + b))))
+    logits = hs[-1] @ ws[-1].T + bs[-1]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    delta = (p - np.eye(p.shape[1])[np.asarray(y)]) / len(p)
+    deltas = [delta]
+    for w, h in zip(ws[:0:-1], hs[:0:-1]):
+        deltas.insert(0, (deltas[0] @ w) * h * (1.0 - h))
+    hs = [np.concatenate([h, np.ones((len(h), 1))], axis=1) for h in hs]  # last column: the bias's gradient
+    grads = [d.T @ h for d, h in zip(deltas, hs)]
+    nonzero = sum(int(np.sum(g != 0)) for g in grads)
+    thr = flush_threshold(jnp.float16)
+    cast, per_example = [], []
+    for k in ks:
+        s = 2.0 ** float(k)
+        cast.append(sum(int(np.sum((g != 0) & (np.abs(s * g) <= thr))) for g in grads) / nonzero)
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge S: inf signals, never counted as flushed
+            rounded = [(s * d).astype(np.float16).astype(np.float64) for d in deltas]
+            per_example.append(sum(int(np.sum((g != 0) & (np.abs(d.T @ h) <= thr)))
+                                   for g, d, h in zip(grads, rounded, hs)) / nonzero)
+    largest = max(float(np.abs(g).max()) for g in grads)
+    return {"cast": np.array(cast), "per_example": np.array(per_example),
+            "overflow_log2_scale": math.log2(float(jnp.finfo(jnp.float16).max) / largest)}
+
+
+def flush_theory_figure(log2_scales: Sequence[float], measured: np.ndarray, finite: np.ndarray,
+                        theory: Mapping[str, np.ndarray]) -> Figure:
+    """Flushed fraction against ``log2 S``: float16 measurement (dots) and the two predictions of
+    :func:`flush_theory` (lines), the predicted overflow (dotted line) and the measured one (grey band)."""
+    k = _scales(log2_scales)
+    measured, finite = np.asarray(measured, dtype=np.float64), np.asarray(finite, dtype=bool)
+    for name, v in [("measured", measured), ("finite", finite), ("theory['cast']", theory["cast"]),
+                    ("theory['per_example']", theory["per_example"])]:
+        if np.shape(v) != k.shape:
+            raise ValueError(f"{name} must have one value per scale, shape {k.shape}; got {np.shape(v)}")
+    fig, ax = new_figure(figsize=(7.0, 3.0), dpi=96,
+                         margins={"left": 0.1, "right": 0.98, "bottom": 0.16, "top": 0.9})
+    pos = lambda v: np.where(v > 0, v, np.nan)  # zeros have no place on a log axis
+    ax.semilogy(k, pos(theory["per_example"]), color="#1f77b4", lw=1.6,
+                label="predicted: per-example $S\\delta_{l,b}$ rounded to float16")
+    ax.semilogy(k, pos(theory["cast"]), color="#ff7f0e", lw=1.3, ls="--",
+                label="predicted: cast of the batch gradient")
+    ax.semilogy(k[finite], pos(measured[finite]), "o", color="k", ms=4, label="measured in float16")
+    if np.any(~finite):
+        ax.axvspan(k[~finite].min() - 0.5, k.max() + 0.5, color="0.85", label="measured: gradient overflows")
+    ax.axvline(theory["overflow_log2_scale"], color="#d62728", ls=":", lw=1.4,
+               label="predicted overflow")
+    ax.set_xlim(k.min() - 0.5, k.max() + 0.5)
+    ax.set_ylim(1e-5, 1.0)
+    ax.set_xticks(np.arange(math.ceil(k.min() / 2) * 2, k.max() + 1, 2))
+    ax.set_xlabel("loss scale $\\log_2 S$")
+    ax.set_ylabel("fraction flushed to 0")
+    ax.set_title("float16 sigmoid MLP on 256 digits, every weight and bias gradient entry", fontsize=9)
+    ax.legend(fontsize=8, frameon=False, loc="upper right", bbox_to_anchor=(0.86, 1.0))
+    return fig
+
+
 # --------------------------------------------------------------------------- static figures
 
 
