@@ -170,3 +170,23 @@ def test_flush_theory_validates_its_arguments(data):
         ch14.flush_theory_figure([0, 1], [0.1], [True, True], theory)
     fig = ch14.flush_theory_figure([0, 1], [0.2, 0.1], [True, False], theory)
     assert min_text_px(fig) >= MIN_TEXT_PX
+
+
+def test_jmp_dynamic_loss_scale_equals_the_chapters_rule(data):
+    """The chapter's prose: jmp's DynamicLossScale (not a dependency; tested where installed) follows the same
+    rule as vgplib.loss_scale_update, and its scale/unscale gives scaled_grad's float16 gradient bit for bit."""
+    jmp = pytest.importorskip("jmp")
+    flags = np.random.default_rng(0).random(300) > 0.1  # about one overflow in ten steps
+    flags[:3] = False
+    theirs = jmp.DynamicLossScale(jnp.asarray(2.0**15, jnp.float32), period=5)
+    ours = vgplib.loss_scale_init(2.0**15)
+    for finite in flags:
+        theirs = theirs.adjust(jnp.asarray(finite))
+        ours = vgplib.loss_scale_update(ours, finite, period=5)
+        assert float(theirs.loss_scale) == float(ours.scale) and int(theirs.counter) == int(ours.good_steps)
+    params, x, y, _ = data
+    loss16 = lambda p: ch14.precision_loss(p, x, y, jnp.float16)
+    scale = jmp.DynamicLossScale(jnp.asarray(2.0**4, jnp.float32))
+    g_jmp = scale.unscale(jax.grad(lambda p: scale.scale(loss16(p)))(params))
+    _, g_ours, finite = vgplib.scaled_grad(lambda p, x, y: loss16(p), params, x, y, scale=2.0**4)
+    assert finite and all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(g_jmp), jax.tree.leaves(g_ours)))
