@@ -1,6 +1,7 @@
 """Chapter 14's panel module: flushed fractions against an explicit float16 backward pass, the panel, figures, exercise."""
 
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -190,3 +191,62 @@ def test_jmp_dynamic_loss_scale_equals_the_chapters_rule(data):
     g_jmp = scale.unscale(jax.grad(lambda p: scale.scale(loss16(p)))(params))
     _, g_ours, finite = vgplib.scaled_grad(lambda p, x, y: loss16(p), params, x, y, scale=2.0**4)
     assert finite and all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(g_jmp), jax.tree.leaves(g_ours)))
+
+
+def _random_histograms(seed=0, shape=(2, 3, 4, 10)):
+    return np.random.default_rng(seed).integers(0, 40, shape), np.linspace(-10.0, 0.0, shape[-1] + 1)
+
+
+def test_histogram_event_file_round_trip(tmp_path):
+    pytest.importorskip("tensorboardX")
+    hists, edges = _random_histograms()
+    hists[1, 2, 3] = 0  # an empty histogram survives too
+    path = ch14.write_histogram_events(str(tmp_path), hists, edges, (0, 50, 100), ["a", "b"])
+    back = ch14.read_histogram_events(path)
+    assert len(back) == hists[..., 0].size
+    for r, run in enumerate("ab"):
+        for t, step in enumerate((0, 50, 100)):
+            for layer in range(hists.shape[2]):
+                limits, counts = back[(f"gradients/{run}/layer{layer}", step)]
+                np.testing.assert_array_equal(limits, edges[1:])
+                np.testing.assert_array_equal(counts, hists[r, t, layer])
+    # a second file in the same directory is found by its own call, not confused with the first
+    path2 = ch14.write_histogram_events(str(tmp_path), hists[:, :1] * 2, edges, (7,), ["a", "b"])
+    assert path2 != path
+    np.testing.assert_array_equal(ch14.read_histogram_events(path2)[("gradients/b/layer0", 7)][1], 2 * hists[1, 0, 0])
+
+
+def test_histogram_event_file_checksums_catch_corruption(tmp_path):
+    pytest.importorskip("tensorboardX")
+    hists, edges = _random_histograms(1)
+    path = ch14.write_histogram_events(str(tmp_path), hists, edges, (0, 1, 2), ["a", "b"])
+    file = pathlib.Path(path)
+    data = bytearray(file.read_bytes())
+    file.write_bytes(bytes(data[:-3]))
+    with pytest.raises(ValueError, match="truncated"):
+        ch14.read_histogram_events(path)
+    data[-10] ^= 0x01  # flip one bit inside the last record's data
+    file.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum mismatch in the record at"):
+        ch14.read_histogram_events(path)
+    data[-10] ^= 0x01
+    data[3] ^= 0x01  # and one in the first record's length
+    file.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="record header"):
+        ch14.read_histogram_events(path)
+
+
+@pytest.mark.parametrize(
+    ("hists", "edges", "steps", "runs", "match"),
+    [
+        (np.ones((3, 4, 10)), np.linspace(0, 1, 11), (0,) * 3, ["a"], "shape"),
+        (np.ones((1, 2, 3, 10)), np.linspace(0, 1, 10), (0, 1), ["a"], "edges"),
+        (np.ones((1, 2, 3, 10)), np.linspace(0, 1, 11), (0,), ["a"], "steps"),
+        (np.ones((1, 2, 3, 10)), np.linspace(0, 1, 11), (0, 1), ["a", "b"], "run_names"),
+        (-np.ones((1, 2, 3, 10)), np.linspace(0, 1, 11), (0, 1), ["a"], "counts"),
+        (np.full((1, 2, 3, 10), 0.5), np.linspace(0, 1, 11), (0, 1), ["a"], "counts"),
+    ],
+)
+def test_histogram_event_file_validates_its_arguments(tmp_path, hists, edges, steps, runs, match):
+    with pytest.raises(ValueError, match=match):
+        ch14.write_histogram_events(str(tmp_path), hists, edges, steps, runs)

@@ -9,7 +9,10 @@ float32, exactly 0 in float16). Its kernel is :func:`vgplib.scaled_grad` and
 from __future__ import annotations
 
 import functools
+import glob
 import math
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 
 import ipywidgets
@@ -320,6 +323,86 @@ def histograms_figure(hists: np.ndarray, edges: np.ndarray, steps: Sequence[int]
                 ax.set_xlabel("log10 |gradient entry|", fontsize=8)
     fig.legend(fontsize=8, frameon=False, loc="upper center", ncol=layers)
     return fig
+
+
+def write_histogram_events(logdir: str, hists: np.ndarray, edges: np.ndarray, steps: Sequence[int],
+                           run_names: Sequence[str]) -> str:
+    """Write per-layer gradient histograms to a TensorBoard event file with tensorboardX; return its path.
+
+    ``hists`` has shape ``(runs, records, layers, bins)`` (counts of ``log10 |G|`` in the bins of
+    ``edges``, as :func:`histograms_figure` takes them). Each histogram becomes the tag
+    ``"gradients/{run}/layer{l}"`` at ``global_step = steps[t]``, written with
+    ``SummaryWriter.add_histogram_raw`` (bucket ``i`` ends at ``edges[i + 1]``; ``sum`` and
+    ``sum_squares`` use the bin centres, since only the counts were kept). ``tensorboard --logdir``
+    shows them as the usual histogram panel. tensorboardX is imported here, not by the module.
+    """
+    from tensorboardX import SummaryWriter
+
+    hists = np.asarray(hists)
+    edges = np.asarray(edges, dtype=np.float64)
+    if hists.ndim != 4:
+        raise ValueError(f"hists must have shape (runs, records, layers, bins), got shape {hists.shape}")
+    runs, records, layers, bins = hists.shape
+    if edges.shape != (bins + 1,):
+        raise ValueError(f"edges must have {bins + 1} entries (bins + 1), got shape {edges.shape}")
+    if len(steps) != records or len(run_names) != runs:
+        raise ValueError(f"steps must have {records} entries and run_names {runs}, got {len(steps)} and {len(run_names)}")
+    if np.any(hists < 0) or not np.all(hists == np.round(hists)):
+        raise ValueError("hists must hold non-negative integer counts")
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    # tensorboardX names the file by the second and the host: a unique suffix keeps two calls apart
+    suffix = f".{uuid.uuid4().hex[:12]}"
+    with SummaryWriter(logdir, filename_suffix=suffix) as writer:
+        for r, run in enumerate(run_names):
+            for t, step in enumerate(steps):
+                for layer in range(layers):
+                    counts = hists[r, t, layer].astype(np.float64)
+                    filled = np.flatnonzero(counts)
+                    lo, hi = (edges[filled[0]], edges[filled[-1] + 1]) if filled.size else (edges[0], edges[0])
+                    writer.add_histogram_raw(
+                        f"gradients/{run}/layer{layer}", min=float(lo), max=float(hi), num=float(counts.sum()),
+                        sum=float(counts @ centers), sum_squares=float(counts @ centers**2),
+                        bucket_limits=edges[1:].tolist(), bucket_counts=counts.tolist(), global_step=int(step))
+    (path,) = glob.glob(os.path.join(glob.escape(logdir), f"events.out.tfevents.*{suffix}"))
+    return path
+
+
+def read_histogram_events(path: str) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
+    """Read every histogram of a TensorBoard event file: ``{(tag, step): (bucket_limits, bucket_counts)}``.
+
+    The file is a sequence of TFRecords (8-byte little-endian length, its masked CRC-32C, the data,
+    the data's masked CRC-32C); both checksums are verified (``ValueError`` on a mismatch) and each
+    record is parsed as a ``tensorflow.Event`` protobuf (tensorboardX ships the definition).
+    """
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import masked_crc32c
+
+    with open(path, "rb") as f:
+        data = f.read()
+    out: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+    pos = 0
+    while pos < len(data):
+        if pos + 12 > len(data):
+            raise ValueError(f"{path}: truncated record header at byte {pos}")
+        header = data[pos:pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        (header_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
+        body = data[pos + 12:pos + 12 + length]
+        if header_crc != masked_crc32c(header):
+            raise ValueError(f"{path}: checksum mismatch in the record header at byte {pos}")
+        if pos + 16 + length > len(data):
+            raise ValueError(f"{path}: truncated record at byte {pos}")
+        (body_crc,) = struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])
+        if body_crc != masked_crc32c(body):
+            raise ValueError(f"{path}: checksum mismatch in the record at byte {pos}")
+        pos += 16 + length
+        event = Event.FromString(body)
+        for value in event.summary.value:
+            if value.HasField("histo"):
+                out[(value.tag, event.step)] = (np.array(value.histo.bucket_limit), np.array(value.histo.bucket))
+    return out
 
 
 def precision_figure(curves: Mapping[str, np.ndarray], scale: np.ndarray) -> Figure:
