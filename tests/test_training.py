@@ -257,6 +257,50 @@ def test_train_many_models_do_not_interact_and_divergence_is_recorded():
     assert np.isfinite(div[-1, 1])  # ... and the other model does not notice
 
 
+def test_train_many_record_fn_equals_a_python_loop_that_measures_as_it_goes():
+    """record_fn is evaluated at steps 0, k, ..., steps of ONE run (Adam's state is never restarted):
+    against a Python loop of optax steps that measures the same things at the same steps."""
+
+    def measure(p):
+        return {"loss": LOSS(p, X, Y), "first_W": p[0]["W"], "grad_norm": optax.global_norm(jax.grad(LOSS)(p, X, Y))}
+
+    trained, records = train_many(LOSS, BATCH, X, Y, ADAM, steps=30, record_every=10, record_fn=measure)
+    assert records["loss"].shape == (4, 2) and records["first_W"].shape == (4, 2, 8, 4)
+    assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(records))
+    _, losses = train_many(LOSS, BATCH, X, Y, ADAM, steps=30, record_every=10)
+    np.testing.assert_array_equal(records["loss"], losses)  # the default record is this loss
+    for m, p0 in enumerate(TWO):
+        p, state = p0, ADAM.init(p0)
+        for t in range(31):
+            if t % 10 == 0:
+                i = t // 10
+                np.testing.assert_allclose(records["loss"][i, m], float(_oracle_loss_jit(p, X, Y)), rtol=1e-4,
+                                           atol=1e-6)  # float32 cross-entropy near 0 (5.7e-5 at step 30)
+                np.testing.assert_allclose(records["first_W"][i, m], np.asarray(p[0]["W"]), rtol=2e-4, atol=2e-5)
+                np.testing.assert_allclose(records["grad_norm"][i, m],
+                                           float(optax.global_norm(_oracle_grad(p, X, Y))), rtol=1e-3)
+            if t < 30:
+                p, state = _optax_step(p, state, X, Y, ADAM)
+        _assert_close(trained, m, p)
+    # a restart of Adam at every record (what a loop of 10-step train_many calls does) is not the same run
+    restarted = BATCH
+    for _ in range(3):
+        restarted, _ = train_many(LOSS, restarted, X, Y, ADAM, steps=10)
+    assert not np.allclose(np.asarray(restarted[0]["W"]), np.asarray(trained[0]["W"]), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("record_fn", "exc", "match"),
+    [("loss", TypeError, "record_fn must be None or a callable"),
+     (lambda p: None, TypeError, "record_fn must return a pytree of arrays"),
+     (lambda p: "not an array", TypeError, "record_fn\\(params\\) failed"),
+     (lambda p: p[0]["W"] @ p[0]["W"], TypeError, "record_fn\\(params\\) failed")],
+)
+def test_train_many_record_fn_bad_input(record_fn, exc, match):
+    with pytest.raises(exc, match=match):
+        train_many(LOSS, BATCH, X, Y, SGD, steps=20, record_every=10, record_fn=record_fn)
+
+
 def test_evaluate_many_and_the_loss_factories():
     assert mlp_loss_fn("tanh") is LOSS  # cached: the compilation is reused
     acc = evaluate_many(mlp_accuracy_fn("tanh"), BATCH, X, Y)

@@ -382,9 +382,11 @@ def _check_xy(x: Any, y: Any) -> tuple[Array, Array]:
     return x, y
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "optimizer", "full_batch", "same_batches"))
-def _train_many(params_batch, x, y, idx, loss_fn, optimizer, full_batch, same_batches):
-    """Every model: record the full-set loss, ``record_every`` steps in ``lax.scan``, repeat; then record."""
+@partial(jax.jit, static_argnames=("loss_fn", "optimizer", "full_batch", "same_batches", "record_fn"))
+def _train_many(params_batch, x, y, idx, loss_fn, optimizer, full_batch, same_batches, record_fn=None):
+    """Every model: record (the full-set loss, or ``record_fn``), ``record_every`` steps in ``lax.scan``,
+    repeat; then record. Records come back with leading axes ``(records, models)``."""
+    measure = (lambda p: loss_fn(p, x, y)) if record_fn is None else record_fn
 
     def one_model(params, idx_m):
         def step(carry, rows):
@@ -395,14 +397,14 @@ def _train_many(params_batch, x, y, idx, loss_fn, optimizer, full_batch, same_ba
             return (optax.apply_updates(p, updates), o), None
 
         def chunk(carry, idx_c):
-            loss = loss_fn(carry[0], x, y)
-            return jax.lax.scan(step, carry, idx_c)[0], loss
+            record = measure(carry[0])
+            return jax.lax.scan(step, carry, idx_c)[0], record
 
-        (p, _), losses = jax.lax.scan(chunk, (params, optimizer.init(params)), idx_m)
-        return p, jnp.concatenate([losses, loss_fn(p, x, y)[None]])
+        (p, _), records = jax.lax.scan(chunk, (params, optimizer.init(params)), idx_m)
+        return p, jax.tree.map(lambda r, last: jnp.concatenate([r, last[None]]), records, measure(p))
 
-    params_out, losses = jax.vmap(one_model, in_axes=(0, None if same_batches else 0))(params_batch, idx)
-    return params_out, losses.T
+    params_out, records = jax.vmap(one_model, in_axes=(0, None if same_batches else 0))(params_batch, idx)
+    return params_out, jax.tree.map(lambda r: jnp.swapaxes(r, 0, 1), records)
 
 
 def train_many(
@@ -417,7 +419,8 @@ def train_many(
     key: Array | None = None,
     record_every: int | None = None,
     same_batches: bool = True,
-) -> tuple[Any, np.ndarray]:
+    record_fn: Callable[[Any], Any] | None = None,
+) -> tuple[Any, Any]:
     """Train a batch of models in ONE compiled function: ``jax.vmap`` over models, ``lax.scan`` over steps.
 
     ``params_batch`` is any pytree whose leaves carry a leading model axis of size ``M`` (seeds:
@@ -444,6 +447,13 @@ def train_many(
     diverging model is recorded, never raised: its losses become ``inf``/``NaN`` and the other models
     are unaffected. Reusing the same ``loss_fn`` and ``optimizer`` objects and shapes reuses the
     compilation.
+
+    ``record_fn(params) -> pytree of arrays`` (traceable, one model's parameters) replaces the
+    recorded loss: it is evaluated inside the same compiled run at the same steps ``0, k, ..., steps``
+    and the second return value is its pytree, every leaf a NumPy array with leading axes
+    ``(steps // record_every + 1, M)`` (e.g. train and test losses, per-layer gradient norms and the
+    parameters themselves, as chapter 15's panel records them). The optimizer state runs on across
+    records either way: recording never restarts the optimizer.
     """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a callable loss_fn(params, x, y) -> scalar; got {type(loss_fn).__name__}")
@@ -457,6 +467,8 @@ def train_many(
         raise ValueError(f"steps ({steps}) must be a multiple of record_every ({record_every})")
     if not isinstance(same_batches, bool):
         raise TypeError(f"same_batches must be a bool; got {type(same_batches).__name__}")
+    if record_fn is not None and not callable(record_fn):
+        raise TypeError(f"record_fn must be None or a callable record_fn(params) -> pytree; got {type(record_fn).__name__}")
     n = x.shape[0]
     full_batch = batch_size is None
     if not full_batch:
@@ -476,6 +488,14 @@ def train_many(
         raise TypeError(f"loss_fn(params, x, y) failed on one model of params_batch: {err}") from err
     if getattr(out, "shape", None) != () or not jnp.issubdtype(out.dtype, jnp.floating):
         raise ValueError(f"loss_fn must return a floating scalar; got {out}")
+    if record_fn is not None:
+        try:
+            recorded = jax.eval_shape(record_fn, first)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"record_fn(params) failed on one model of params_batch: {err}") from err
+        leaves = jax.tree.leaves(recorded)
+        if not leaves or not all(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
+            raise TypeError(f"record_fn must return a pytree of arrays; got {recorded}")
     n_chunks = steps // record_every
     if full_batch:
         idx = jnp.zeros((n_chunks, record_every, 0), jnp.int32)  # the scans only need lengths
@@ -487,8 +507,9 @@ def train_many(
         idx = draw(key) if same_batches else jax.vmap(draw)(jax.random.split(key, n_models))
     if full_batch and not same_batches:
         idx = jnp.broadcast_to(idx, (n_models, *idx.shape))
-    params_out, losses = _train_many(params_batch, x, y, idx, loss_fn, optimizer, full_batch, same_batches)
-    return params_out, np.asarray(losses)
+    params_out, records = _train_many(params_batch, x, y, idx, loss_fn, optimizer, full_batch, same_batches,
+                                      record_fn)
+    return params_out, jax.tree.map(np.asarray, records)
 
 
 def evaluate_many(fn: Callable[[Any, Array, Array], Array], params_batch: Any, x: Any, y: Any) -> np.ndarray:

@@ -36,7 +36,7 @@ from vgplib.data import load_digits
 from vgplib.gradients import layer_norms
 from vgplib.init import init_mlp
 from vgplib.plots import freeze_decorations, log10_or_nan, new_figure, plain_log_yaxis
-from vgplib.training import _check_batch, _check_xy, mlp_loss_fn
+from vgplib.training import _check_batch, _check_xy, mlp_loss_fn, train_many
 from vgplib.widgets import (
     LivePanel,
     answer_number,
@@ -163,44 +163,19 @@ class Run:
         return self.at(int(self.steps[-1]))
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "optimizer", "chunks", "every"))
-def _record(params_batch, x, y, x_test, y_test, loss_fn, optimizer, chunks, every):
-    """Every model (vmap): measure, ``every`` full-batch optimizer steps, ``chunks`` times (lax.scan); measure.
-
-    The step is :func:`vgplib.train_many`'s full-batch step (``jax.grad``, ``optimizer.update``,
-    ``optax.apply_updates``) with the optimizer state carried through all ``chunks * every`` steps;
-    the gradient norms are :func:`vgplib.layer_gradient_norms`' (one ``jax.grad``, :func:`vgplib.layer_norms`)
-    without its host-side finiteness check, which cannot run inside a trace.
-    """
-
-    def measure(p):
-        return p, loss_fn(p, x, y), loss_fn(p, x_test, y_test), layer_norms(jax.grad(loss_fn)(p, x, y))
-
-    def one_model(params):
-        def step(carry, _):
-            p, o = carry
-            updates, o = optimizer.update(jax.grad(loss_fn)(p, x, y), o, p)
-            return (optax.apply_updates(p, updates), o), None
-
-        def chunk(carry, _):
-            return jax.lax.scan(step, carry, None, length=every)[0], measure(carry[0])
-
-        (p, _), records = jax.lax.scan(chunk, (params, optimizer.init(params)), None, length=chunks)
-        return jax.tree.map(lambda r, last: jnp.concatenate([r, last[None]]), records, measure(p))
-
-    return jax.vmap(one_model)(params_batch)
-
-
 def record_run(loss_fn: Callable, params_batch: Any, train: tuple, test: tuple,
                optimizer: optax.GradientTransformation, *, steps: int, every: int) -> Run:
-    """Train a batch of models full-batch, as :func:`vgplib.train_many` does, and record at steps
+    """Train a batch of models full-batch with :func:`vgplib.train_many` and record at steps
     ``0, every, ..., steps`` the training loss, the test loss, every layer's gradient norm on the
     training set (as :func:`vgplib.layer_gradient_norms`) and the parameters.
 
     ``train = (x, y)``, ``test = (x_test, y_test)``; ``params_batch`` has a leading model axis (as for
-    :func:`vgplib.train_many`). The optimizer's state runs on through every record (an Adam run is one
-    Adam run, not restarted every ``every`` steps). One compiled function (``vmap`` over models,
-    ``lax.scan`` over records and steps) per model shape, optimizer and step grid.
+    :func:`vgplib.train_many`). The measurements are ``train_many``'s ``record_fn``, so they run inside
+    its one compiled run (``vmap`` over models, ``lax.scan`` over records and steps) and the optimizer's
+    state runs on through every record (an Adam run is one Adam run, not restarted every ``every``
+    steps). The gradient norms are :func:`vgplib.layer_norms` of one ``jax.grad``, as in
+    :func:`vgplib.layer_gradient_norms` without its host-side finiteness check, which cannot run
+    inside a trace.
     """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a callable loss_fn(params, x, y) -> scalar; got {type(loss_fn).__name__}")
@@ -225,10 +200,13 @@ def record_run(loss_fn: Callable, params_batch: Any, train: tuple, test: tuple,
             raise TypeError(f"loss_fn(params, *{name}) failed on one model of params_batch: {err}") from err
         if getattr(out, "shape", None) != () or not jnp.issubdtype(out.dtype, jnp.floating):
             raise ValueError(f"loss_fn must return a floating scalar; got {out}")
-    params, tr, te, norms = _record(params_batch, x, y, x_test, y_test, loss_fn, optimizer,
-                                    int(steps // every), int(every))
-    return Run(steps=int(every) * np.arange(steps // every + 1), train=np.asarray(tr).T, test=np.asarray(te).T,
-               grad_norms=np.asarray(norms).transpose(1, 0, 2), params=jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), params))
+
+    def measure(p):
+        return loss_fn(p, x, y), loss_fn(p, x_test, y_test), layer_norms(jax.grad(loss_fn)(p, x, y)), p
+
+    _, (tr, te, norms, params) = train_many(loss_fn, params_batch, x, y, optimizer, steps=int(steps),
+                                            record_every=int(every), record_fn=measure)
+    return Run(steps=int(every) * np.arange(steps // every + 1), train=tr, test=te, grad_norms=norms, params=params)
 
 
 #: The panel's step grid: the three runs are recorded every PANEL_EVERY steps up to PANEL_STEPS.
