@@ -198,7 +198,6 @@ def _random_histograms(seed=0, shape=(2, 3, 4, 10)):
 
 
 def test_histogram_event_file_round_trip(tmp_path):
-    pytest.importorskip("tensorboardX")
     hists, edges = _random_histograms()
     hists[1, 2, 3] = 0  # an empty histogram survives too
     path = ch14.write_histogram_events(str(tmp_path), hists, edges, (0, 50, 100), ["a", "b"])
@@ -217,7 +216,6 @@ def test_histogram_event_file_round_trip(tmp_path):
 
 
 def test_histogram_event_file_checksums_catch_corruption(tmp_path):
-    pytest.importorskip("tensorboardX")
     hists, edges = _random_histograms(1)
     path = ch14.write_histogram_events(str(tmp_path), hists, edges, (0, 1, 2), ["a", "b"])
     file = pathlib.Path(path)
